@@ -1,0 +1,159 @@
+"""Run orchestration: train, test a run directory, bench (train → select on val → test best and last).
+
+A run directory holds ``config.yaml``, ``splits/``, ``checkpoints/``, ``logs/``, ``plots/``, ``test_<ckpt>.json``
+and ``metrics.json``. Its name is fixed before any DDP rank starts: every rank derives it from the same
+session stamp (``FER_BENCH_SESSION``, set by the launching process and inherited by the ranks).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import CSVLogger
+from omegaconf import DictConfig, OmegaConf
+
+from fer_bench import __version__
+from fer_bench.bench import leaderboard
+from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
+from fer_bench.bench.plots import confusion_matrix_png
+from fer_bench.config import load_run_config, to_yaml
+from fer_bench.data.datamodule import FERDataModule
+from fer_bench.labels import class_names
+from fer_bench.methods import METHODS
+
+CKPT_KINDS = ("best", "last")
+
+
+def session_stamp() -> str:
+    """A stamp shared by all ranks of one launch (set once, inherited through the environment)."""
+    if "FER_BENCH_SESSION" not in os.environ:
+        os.environ["FER_BENCH_SESSION"] = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
+    return os.environ["FER_BENCH_SESSION"]
+
+
+def config_hash(cfg: DictConfig) -> str:
+    return hashlib.sha1(to_yaml(cfg).encode()).hexdigest()[:10]
+
+
+def new_run_dir(cfg: DictConfig) -> Path:
+    name = cfg.run_name or f"{cfg.method.name}-{cfg.data.name}"
+    run_dir = Path(cfg.runs_dir) / f"{name}-s{cfg.seed}-{session_stamp()}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    return run_dir
+
+
+def build_method(cfg: DictConfig) -> pl.LightningModule:
+    return METHODS[cfg.method.name](cfg, class_names(cfg.data.space))
+
+
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+    t = cfg.trainer
+    return pl.Trainer(
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
+        log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
+        limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
+        gradient_clip_val=t.gradient_clip_val, enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
+    )
+
+
+def load_weights(method: pl.LightningModule, ckpt_path: Path) -> None:
+    """Model weights from a Lightning checkpoint, read with ``weights_only=True`` (no pickled code)."""
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+    method.load_state_dict(state["state_dict"])
+
+
+def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> dict:
+    """Test one checkpoint kind on a single-purpose trainer; returns the test report."""
+    load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
+    method.report_path = run_dir / f"test_{kind}.json"
+    trainer = build_trainer(cfg, run_dir, loggers, callbacks=[])
+    trainer.test(method, datamodule=datamodule, verbose=False)
+    report = json.loads(method.report_path.read_text())
+    if trainer.is_global_zero:
+        png = confusion_matrix_png(report["confusion_matrix"], report["class_names"],
+                                   run_dir / "plots" / f"confusion_{kind}.png",
+                                   f"{cfg.method.name} on {cfg.data.name} ({kind}): acc {report['metrics']['test/acc']:.3f}")
+        log_images(loggers, {f"plots/confusion_{kind}": png})
+    return report
+
+
+def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) -> Path:
+    """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    run_dir = resume or new_run_dir(cfg)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    method = build_method(cfg)
+    datamodule = FERDataModule(cfg.data, method.data_needs(), run_dir=run_dir, seed=cfg.seed,
+                               splits_from=run_dir / "splits" if resume else None)
+    loggers = build_loggers(cfg, run_dir)
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
+                                 save_last=True, auto_insert_metric_name=False)
+    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint])
+    started = time.time()
+    try:
+        last = run_dir / "checkpoints" / "last.ckpt"
+        trainer.fit(method, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+        fit_seconds = time.time() - started
+        reports = {kind: _test(cfg, method, datamodule, run_dir, kind, loggers) for kind in CKPT_KINDS} if test else {}
+    finally:
+        finish_wandb(loggers)
+    if test and trainer.is_global_zero:
+        summary = {
+            "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
+            "best_val_acc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
+            "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1),
+            "skipped_items": len(datamodule.problems.items),
+            **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
+        }
+        (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+        leaderboard.append(Path(cfg.results_dir), [_leaderboard_row(cfg, summary, kind) for kind in CKPT_KINDS])
+    return run_dir
+
+
+def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str) -> dict:
+    return {
+        "run_id": summary["run_id"], "method": summary["method"], "data": summary["data"], "seed": summary["seed"],
+        "ckpt": kind, "selection": "val/acc" if kind == "best" else "last epoch",
+        **summary[kind], "protocol": cfg.method.protocol, "epochs": summary["epochs"],
+        "fit_seconds": summary["fit_seconds"], "config_hash": config_hash(cfg), "version": __version__,
+    }
+
+
+def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
+    """Train and test every seed in ``cfg.seeds``."""
+    run_dirs = []
+    for seed in cfg.seeds:
+        seed_cfg = cfg.copy()
+        seed_cfg.seed = int(seed)
+        run_dirs.append(train_one(seed_cfg, resume=resume))
+    return run_dirs
+
+
+def test_run(run_dir: Path, kind: str = "best") -> dict:
+    """Re-test a finished run's checkpoint on its saved test split; returns the test metrics."""
+    cfg = load_run_config(run_dir)
+    cfg.logger.wandb = False
+    method = build_method(cfg)
+    datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed, splits_from=run_dir / "splits")
+    load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
+    method.report_path = run_dir / f"retest_{kind}.json"
+    trainer = build_trainer(cfg, run_dir, loggers=[CSVLogger(str(run_dir), name="retest", version=kind)],
+                            callbacks=[])
+    trainer.test(method, datamodule=datamodule, verbose=False)
+    return json.loads(method.report_path.read_text())["metrics"]
+
+
+def config_summary(cfg: DictConfig) -> str:
+    keys = ("method.name", "data.name", "backbone.name", "data.image_size", "data.batch_size", "optim.lr",
+            "trainer.max_epochs", "trainer.devices")
+    return ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in keys)

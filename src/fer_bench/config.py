@@ -1,0 +1,329 @@
+"""Load, merge and validate run configurations.
+
+Merge order, later wins: package defaults (the dataclasses below) ← ``data_modules/<data>.yaml`` ←
+``experiments/<method>.yaml`` (and its ``profiles.<profile>`` block) ← command-line ``key=value`` overrides.
+Unknown keys and wrong types stop before any work, naming the key, its source and the closest valid keys.
+This module imports no deep-learning library so that a bad command line fails in well under a second.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from fer_bench.data.synthetic import SynthSpec
+from fer_bench.method_configs import METHOD_CONFIGS
+
+
+class ConfigError(ValueError):
+    """A configuration problem the user can fix; the message says what and where."""
+
+
+@dataclass
+class AugmentConfig:
+    """Training augmentation (albumentations); evaluation only resizes and normalises."""
+
+    hflip: float = 0.5
+    scale: list[float] = field(default_factory=lambda: [0.85, 1.0])
+    rotate: float = 10.0
+    color_jitter: float = 0.2
+    erasing: float = 0.0
+
+
+@dataclass
+class CsvOptions:
+    """Columns of the generic ``csv`` reader; paths in the file are relative to ``data.root``."""
+
+    file: str = "labels.csv"
+    path_column: str = "path"
+    label_column: str = "expression"
+
+
+@dataclass
+class DataConfig:
+    name: str = "synthetic"
+    reader: str = "synthetic"
+    root: str | None = None
+    variant: str = ""
+    space: str = "basic7"
+    target: str = "expression"
+    image_size: int | None = None
+    batch_size: int = 64
+    eval_batch_size: int | None = None
+    num_workers: int = 2
+    pin_memory: bool = False
+    persistent_workers: bool = True
+    sampler: str = "random"
+    val_fraction: float = 0.15
+    test_fraction: float = 0.2
+    split_seed: int = 0
+    on_error: str = "raise"
+    cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
+    request: str = ""
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    csv: CsvOptions = field(default_factory=CsvOptions)
+    synth: SynthSpec = field(default_factory=SynthSpec)
+
+
+@dataclass
+class BackboneConfig:
+    """A timm model name; ``weights`` is a local state_dict file loaded after construction."""
+
+    name: str = "resnet18"
+    pretrained: bool = False
+    weights: str | None = None
+    drop_rate: float = 0.0
+
+
+@dataclass
+class SamConfig:
+    enabled: bool = False
+    rho: float = 0.05
+    adaptive: bool = False
+
+
+@dataclass
+class OptimConfig:
+    name: str = "adamw"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    momentum: float = 0.9
+    sam: SamConfig = field(default_factory=SamConfig)
+
+
+@dataclass
+class SchedConfig:
+    name: str = "cosine"
+    gamma: float = 0.98
+    warmup_epochs: int = 0
+    min_lr_ratio: float = 0.01
+
+
+@dataclass
+class TrainerConfig:
+    max_epochs: int = 10
+    accelerator: str = "auto"
+    devices: Any = 1
+    strategy: str = "auto"
+    num_nodes: int = 1
+    precision: str = "32-true"
+    deterministic: bool = False
+    log_every_n_steps: int = 10
+    limit_train_batches: float = 1.0
+    limit_val_batches: float = 1.0
+    limit_test_batches: float = 1.0
+    gradient_clip_val: float | None = None
+    progress_bar: bool = True
+
+
+@dataclass
+class LoggerConfig:
+    wandb: bool = True
+    project: str = "fer-bench"
+    entity: str | None = None
+    tags: list[str] = field(default_factory=list)
+
+
+@dataclass
+class RunConfig:
+    """Top-level schema; ``method`` is replaced by the selected method's own dataclass."""
+
+    method: Any = None
+    data: DataConfig = field(default_factory=DataConfig)
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    sched: SchedConfig = field(default_factory=SchedConfig)
+    trainer: TrainerConfig = field(default_factory=TrainerConfig)
+    logger: LoggerConfig = field(default_factory=LoggerConfig)
+    seed: int = 0
+    seeds: list[int] = field(default_factory=lambda: [0])
+    runs_dir: str = "runs"
+    results_dir: str = "results"
+    run_name: str | None = None
+    profile: str | None = None
+
+
+# Keys that pick files rather than set values; they are pulled from the command line before merging.
+SELECTOR_KEYS = ("method", "data", "profile")
+
+
+def project_root() -> Path:
+    """Folder holding ``experiments/`` and ``data_modules/``: $FER_BENCH_HOME, the cwd, or the source tree."""
+    candidates = [os.environ.get("FER_BENCH_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[2])]
+    for c in candidates:
+        if c and (Path(c) / "experiments").is_dir() and (Path(c) / "data_modules").is_dir():
+            return Path(c)
+    raise ConfigError("cannot find experiments/ and data_modules/; run from the fer-bench folder or set FER_BENCH_HOME")
+
+
+def _flat_keys(node: Any, prefix: str = "") -> list[str]:
+    if not isinstance(node, DictConfig):
+        return [prefix] if prefix else []
+    keys = []
+    for k in node.keys():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        child = node._get_node(k)
+        keys.append(path)
+        if isinstance(child, DictConfig) and not child._is_missing() and not child._is_none():
+            keys.extend(_flat_keys(child, path))
+    return keys
+
+
+def _unknown_key_message(key: str, source: str, schema: DictConfig) -> str:
+    valid = _flat_keys(schema)
+    close = difflib.get_close_matches(key, valid, n=3, cutoff=0.6)
+    parent = key.rsplit(".", 1)[0] if "." in key else ""
+    siblings = [k for k in valid if k.rsplit(".", 1)[0] == parent and k.count(".") == key.count(".")]
+    msg = f"unknown config key '{key}' (from {source})"
+    if close:
+        msg += f"; did you mean {' or '.join(repr(c) for c in close)}?"
+    if siblings:
+        msg += f"\n  valid keys{' under ' + parent if parent else ''}: {', '.join(sorted(siblings))}"
+    return msg
+
+
+def _check_keys(cfg: DictConfig, schema: DictConfig, source: str, prefix: str = "") -> None:
+    for k in cfg.keys():
+        path = f"{prefix}.{k}" if prefix else str(k)
+        if k not in schema:
+            raise ConfigError(_unknown_key_message(path, source, schema_root(schema)))
+        child, sub = cfg._get_node(k), schema._get_node(k)
+        open_node = isinstance(sub, DictConfig) and sub._is_none()
+        if isinstance(child, DictConfig) and isinstance(sub, DictConfig) and not open_node:
+            _check_keys(child, sub, source, path)
+
+
+def schema_root(node: DictConfig) -> DictConfig:
+    while node._get_parent() is not None:
+        node = node._get_parent()
+    return node
+
+
+def _merge(base: DictConfig, extra: DictConfig, source: str) -> DictConfig:
+    _check_keys(extra, base, source)
+    try:
+        return OmegaConf.merge(base, extra)
+    except OmegaConfBaseException as e:
+        key = getattr(e, "full_key", "") or "?"
+        raise ConfigError(f"bad value for config key '{key}' (from {source}): {e.msg if hasattr(e, 'msg') else e}") from None
+
+
+def _load_yaml(path: Path, what: str, choices_dir: Path) -> DictConfig:
+    if not path.is_file():
+        choices = sorted(p.stem for p in choices_dir.glob("*.yaml"))
+        raise ConfigError(f"no {what} '{path.stem}' ({path} does not exist); available: {', '.join(choices)}")
+    try:
+        loaded = OmegaConf.load(path)
+    except Exception as e:  # yaml syntax errors name the line
+        raise ConfigError(f"cannot parse {path}: {e}") from None
+    if not isinstance(loaded, DictConfig):
+        raise ConfigError(f"{path} must hold a mapping of config keys")
+    return loaded
+
+
+def split_selectors(overrides: list[str]) -> tuple[dict[str, str], list[str]]:
+    """Separate ``method=``, ``data=`` and ``profile=`` (file selectors) from value overrides."""
+    selectors, rest = {}, []
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"command-line argument '{item}' is not of the form key=value")
+        key, value = item.split("=", 1)
+        if key in SELECTOR_KEYS:
+            selectors[key] = value
+        else:
+            rest.append(item)
+    return selectors, rest
+
+
+def _parse_overrides(overrides: list[str]) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist(overrides)
+    except Exception as e:
+        raise ConfigError(f"cannot parse command-line overrides {overrides}: {e}") from None
+
+
+def dataclass_overrides(cls: type, overrides: list[str], source: str) -> dict:
+    """Validate ``key=value`` overrides against a dataclass; returns its merged fields as a plain dict."""
+    schema = OmegaConf.structured(cls)
+    OmegaConf.set_struct(schema, True)
+    return OmegaConf.to_container(_merge(schema, _parse_overrides(overrides), source), resolve=True)
+
+
+def method_name_of(selectors: dict[str, str]) -> str:
+    name = selectors.get("method", "baseline")
+    if name not in METHOD_CONFIGS:
+        raise ConfigError(f"unknown method '{name}'; available: {', '.join(sorted(METHOD_CONFIGS))}")
+    return name
+
+
+def build_config(overrides: list[str] | None = None) -> DictConfig:
+    """Merge defaults ← data card ← experiment (+ profile) ← overrides into one validated config."""
+    selectors, values = split_selectors(list(overrides or []))
+    method = method_name_of(selectors)
+    data_name = selectors.get("data", "synthetic")
+    root = project_root()
+    schema = OmegaConf.structured(RunConfig(method=METHOD_CONFIGS[method]()))
+    OmegaConf.set_struct(schema, True)
+
+    card_path = root / "data_modules" / f"{data_name}.yaml"
+    card = _load_yaml(card_path, "data card", root / "data_modules")
+    cfg = _merge(schema, OmegaConf.create({"data": card}), str(card_path))
+    cfg.data.name = data_name
+
+    exp_path = root / "experiments" / f"{method}.yaml"
+    experiment = _load_yaml(exp_path, "experiment", root / "experiments")
+    profiles = experiment.pop("profiles", None) or {}
+    cfg = _merge(cfg, experiment, str(exp_path))
+    profile = selectors.get("profile")
+    if profile:
+        if profile not in profiles:
+            raise ConfigError(f"experiment {exp_path} has no profile '{profile}'; profiles: {', '.join(profiles)}")
+        cfg = _merge(cfg, profiles[profile], f"{exp_path} (profile {profile})")
+        cfg.profile = profile
+
+    cfg = _merge(cfg, _parse_overrides(values), "command line")
+    cfg.method.name = method
+    _check_values(cfg)
+    return cfg
+
+
+def _check_values(cfg: DictConfig) -> None:
+    choices = {
+        "data.on_error": ("raise", "skip"),
+        "data.sampler": ("random", "balanced"),
+        "data.target": ("expression", "compound"),
+        "optim.name": ("adam", "adamw", "sgd"),
+        "sched.name": ("none", "cosine", "exponential"),
+    }
+    for key, allowed in choices.items():
+        value = OmegaConf.select(cfg, key)
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    try:
+        OmegaConf.resolve(cfg)
+    except OmegaConfBaseException as e:
+        raise ConfigError(f"cannot resolve config: {e}") from None
+
+
+def load_run_config(run_dir: Path) -> DictConfig:
+    """Reload the resolved config a run saved, validated against the current schema."""
+    path = Path(run_dir) / "config.yaml"
+    if not path.is_file():
+        raise ConfigError(f"{path} not found: is '{run_dir}' a fer-bench run directory?")
+    saved = OmegaConf.load(path)
+    method = saved.get("method", {}).get("name")
+    if method not in METHOD_CONFIGS:
+        raise ConfigError(f"{path}: unknown method {method!r}")
+    schema = OmegaConf.structured(RunConfig(method=METHOD_CONFIGS[method]()))
+    OmegaConf.set_struct(schema, True)
+    return _merge(schema, saved, str(path))
+
+
+def to_yaml(cfg: DictConfig | ListConfig) -> str:
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,166 @@
+"""FERDataModule: the one LightningDataModule every method uses.
+
+A method states what it needs (``DataNeeds``: input size, normalisation, sampler); the DataModule reads the
+records, maps labels into the configured space, assigns splits, and serves rank-aware loaders. It knows
+nothing of methods beyond those needs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from fer_bench import labels as L
+from fer_bench.data.readers import dataset_root, read_records
+from fer_bench.data.records import DataError, Problems, read_rgb
+from fer_bench.data.shard_samplers import ClassBalancedSampler, EvalShardSampler, ShuffleSampler
+from fer_bench.data.splits import assign_splits, load_splits, save_splits
+from fer_bench.data.transforms import eval_transform, train_transform
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DataNeeds:
+    """What a method asks of the data."""
+
+    image_size: int
+    mean: tuple[float, ...] = (0.485, 0.456, 0.406)
+    std: tuple[float, ...] = (0.229, 0.224, 0.225)
+    sampler: str = "random"  # random | balanced (a method may add its own, e.g. quadruplet)
+    extras: dict = field(default_factory=dict)
+
+
+class FERDataset(Dataset):
+    """Images of one split with their head-index labels and, where present, valence/arousal and AUs."""
+
+    def __init__(self, records: pd.DataFrame, label: np.ndarray, transform):
+        self.paths = records["path"].tolist()
+        self.label = torch.as_tensor(label, dtype=torch.long)
+        self.transform = transform
+        va_cols = [c for c in ("valence", "arousal") if c in records]
+        self.va = torch.as_tensor(records[va_cols].to_numpy(np.float32)) if len(va_cols) == 2 else None
+        au_cols = [c for c in L.AU_COLUMNS if c in records]
+        self.au = torch.as_tensor(records[au_cols].to_numpy(np.float32)) if au_cols else None
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def image(self, i: int) -> torch.Tensor:
+        image = self.transform(image=read_rgb(self.paths[i]))["image"]
+        return torch.from_numpy(image.transpose(2, 0, 1).copy())
+
+    def __getitem__(self, i: int) -> dict:
+        item = {"image": self.image(i), "label": self.label[i], "index": i}
+        if self.va is not None:
+            item["va"] = self.va[i]
+        if self.au is not None:
+            item["au"] = self.au[i]
+        return item
+
+
+class FERDataModule(pl.LightningDataModule):
+    def __init__(self, data_cfg, needs: DataNeeds, run_dir: Path | None = None, seed: int = 0,
+                 splits_from: Path | None = None):
+        super().__init__()
+        self.cfg, self.needs, self.seed = data_cfg, needs, seed
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.splits_from = Path(splits_from) if splits_from else None
+        self.space = L.space(data_cfg.space)
+        self.class_names = L.class_names(data_cfg.space)
+        self.records: pd.DataFrame | None = None
+        self.problems: Problems | None = None
+        self.datasets: dict[str, FERDataset] = {}
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.space)
+
+    def prepare_data(self) -> None:
+        dataset_root(self.cfg)  # generates the synthetic cache once, on rank 0
+
+    def _world(self) -> tuple[int, int]:
+        trainer = self.trainer
+        return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
+
+    def _labels(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """Rows with a label in the configured space, and their head indices."""
+        column = records[self.cfg.target]
+        usable = records[column.notna()]
+        position = {cid: i for i, cid in enumerate(self.space)}
+        head = usable[self.cfg.target].map(position)
+        outside = head.isna()
+        for path, value in zip(usable.loc[outside, "path"], usable.loc[outside, self.cfg.target], strict=True):
+            self.problems.add(path, f"{self.cfg.target} id {value} is outside label space '{self.cfg.space}'")
+        self.problems.settle(self.cfg.name)
+        kept = usable[~outside].reset_index(drop=True)
+        return kept, head[~outside].astype(int).to_numpy()
+
+    def setup(self, stage: str | None = None) -> None:
+        if self.records is not None:
+            return
+        records, self.problems = read_records(self.cfg)
+        records, label = self._labels(records)
+        if self.splits_from is not None:
+            split = load_splits(records, self.splits_from)
+        else:
+            split = assign_splits(records, pd.Series(label), self.cfg.val_fraction, self.cfg.test_fraction,
+                                  self.cfg.split_seed)
+        if self.run_dir is not None and self._world()[0] == 0:
+            save_splits(records, split, self.run_dir / "splits")
+            if self.problems.items:
+                self.problems.frame().to_csv(self.run_dir / "skipped.csv", index=False)
+        self.records = records.assign(split=split, head=label)
+        size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
+        for name in ("train", "val", "test"):
+            rows = self.records[self.records["split"] == name]
+            if rows.empty:
+                raise DataError(f"data set '{self.cfg.name}' has no {name} images after splitting")
+            transform = train_transform(size, mean, std, self.cfg.augment) if name == "train" else eval_transform(
+                size, mean, std)
+            self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
+        log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
+
+    def per_device_batch(self, batch_size: int) -> int:
+        """The configured global batch split over ranks; it must divide evenly."""
+        world = self._world()[1]
+        if batch_size % world:
+            raise ValueError(f"data.batch_size={batch_size} is not divisible by the world size {world}")
+        return batch_size // world
+
+    def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
+        workers = self.cfg.num_workers
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
+                          pin_memory=self.cfg.pin_memory and torch.cuda.is_available(),
+                          persistent_workers=self.cfg.persistent_workers and workers > 0,
+                          drop_last=False)
+
+    def train_sampler(self):
+        rank, world = self._world()
+        dataset = self.datasets["train"]
+        kind = self.needs.sampler if self.needs.sampler != "random" else self.cfg.sampler
+        if kind == "balanced":
+            return ClassBalancedSampler(dataset.label.numpy(), seed=self.seed, rank=rank, world=world)
+        return ShuffleSampler(len(dataset), seed=self.seed, rank=rank, world=world)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.datasets["train"], self.train_sampler(), self.per_device_batch(self.cfg.batch_size))
+
+    def eval_dataloader(self, split: str) -> DataLoader:
+        rank, world = self._world()
+        dataset = self.datasets[split]
+        batch = self.cfg.eval_batch_size or self.per_device_batch(self.cfg.batch_size)
+        return self._loader(dataset, EvalShardSampler(len(dataset), rank, world), batch)
+
+    def val_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("val")
+
+    def test_dataloader(self) -> DataLoader:
+        return self.eval_dataloader("test")

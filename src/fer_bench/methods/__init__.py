@@ -1,0 +1,7 @@
+"""Method registry: method key → LightningModule class."""
+
+from fer_bench.methods.baseline import Baseline
+
+METHODS = {
+    "baseline": Baseline,
+}

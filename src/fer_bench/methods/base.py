@@ -1,0 +1,84 @@
+"""FERMethod: what every method shares — evaluation, metric logging, optimizer and schedule from config.
+
+A method subclass builds its networks, implements ``forward`` (the inference path: images → logits) and
+``training_step``, and states its ``data_needs()`` (a ``DataNeeds``). Validation and test are the same for every method:
+logits from ``forward``, cross-entropy, and the classification metric suite, exact under DDP.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import lightning.pytorch as pl
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+
+from fer_bench.methods.optim import build_optimizer, build_scheduler
+from fer_bench.metrics import ClassificationMetrics
+
+STAGES = ("val", "test")
+
+
+class FERMethod(pl.LightningModule):
+    def __init__(self, cfg: DictConfig, class_names: list[str]):
+        super().__init__()
+        self.cfg = cfg
+        self.class_names = list(class_names)
+        self.num_classes = len(class_names)
+        self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "class_names": class_names})
+        self.eval_metrics = torch.nn.ModuleDict({s: ClassificationMetrics(self.num_classes) for s in STAGES})
+        self.test_report: dict | None = None
+        self.report_path: Path | None = None
+
+    # evaluation ----------------------------------------------------------------------------------------------
+    def _eval_step(self, batch: dict, stage: str) -> None:
+        logits = self(batch["image"])
+        loss = F.cross_entropy(logits, batch["label"])
+        self.eval_metrics[stage].update(logits.detach(), batch["label"])
+        self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
+                 batch_size=batch["label"].shape[0])
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_train_start(self) -> None:
+        self.eval_metrics["val"].reset()  # drop what the sanity check accumulated
+
+    def _log_epoch_metrics(self, stage: str) -> dict[str, float]:
+        metric = self.eval_metrics[stage]
+        values = {f"{stage}/{k}": v for k, v in metric.compute().items()}
+        self.log_dict(values)
+        return {k: float(v) for k, v in values.items()}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_epoch_metrics("val")
+        self.eval_metrics["val"].reset()
+
+    def on_test_epoch_end(self) -> None:
+        values = self._log_epoch_metrics("test")
+        metric = self.eval_metrics["test"]
+        per_class = metric.per_class().tolist()
+        self.test_report = {
+            "metrics": values,
+            "per_class_acc": dict(zip(self.class_names, per_class, strict=True)),
+            "confusion_matrix": metric.confmat().tolist(),
+            "class_names": self.class_names,
+        }
+        metric.reset()
+        if self.report_path is not None and self.global_rank == 0:
+            self.report_path.parent.mkdir(parents=True, exist_ok=True)
+            self.report_path.write_text(json.dumps(self.test_report, indent=2))
+
+    # optimisation --------------------------------------------------------------------------------------------
+    def trainable_parameters(self):
+        return [p for p in self.parameters() if p.requires_grad]
+
+    def configure_optimizers(self):
+        optimizer = build_optimizer(self.trainable_parameters(), self.cfg.optim)
+        scheduler = build_scheduler(optimizer, self.cfg.sched, self.cfg.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
