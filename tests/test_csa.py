@@ -40,8 +40,10 @@ def naive_gates(q, variant, scope, k):
     E = {}
     for name, (r, c) in PAIRS.items():
         E[name] = [
-            [[math.sqrt(sum((q[r][b][i][ch] - q[c][b][j][ch]) ** 2 for ch in range(C))) for j in range(N)]
-             for i in range(N)]
+            [
+                [math.sqrt(sum((q[r][b][i][ch] - q[c][b][j][ch]) ** 2 for ch in range(C))) for j in range(N)]
+                for i in range(N)
+            ]
             for b in range(B)
         ]
 
@@ -53,10 +55,14 @@ def naive_gates(q, variant, scope, k):
     for name, e in E.items():
         if name in ("pa", "n2n"):
             shifted = [[[e[b][i][j] - scan(e, b, min) for j in range(N)] for i in range(N)] for b in range(B)]
-            maps[name] = [[[scan(shifted, b, max) - shifted[b][i][j] for j in range(N)] for i in range(N)]
-                          for b in range(B)]
+            maps[name] = [
+                [[scan(shifted, b, max) - shifted[b][i][j] for j in range(N)] for i in range(N)]
+                for b in range(B)
+            ]
         else:
-            maps[name] = [[[e[b][i][j] - scan(e, b, min) for j in range(N)] for i in range(N)] for b in range(B)]
+            maps[name] = [
+                [[e[b][i][j] - scan(e, b, min) for j in range(N)] for i in range(N)] for b in range(B)
+            ]
 
     def reduce(name, transposed, b):
         m = [[maps[name][b][j][i] if transposed else maps[name][b][i][j] for j in range(N)] for i in range(N)]
@@ -69,7 +75,7 @@ def naive_gates(q, variant, scope, k):
         rows = []
         for b in range(B):
             s, d = reduce(s_name, s_t, b), reduce(d_name, d_t, b)
-            score = {"s": s, "d": d, "sd": [si + k * di for si, di in zip(s, d)]}[variant]
+            score = {"s": s, "d": d, "sd": [si + k * di for si, di in zip(s, d, strict=True)]}[variant]
             ex = [math.exp(v) for v in score]
             rows.append([v / sum(ex) for v in ex])
         gates.append(torch.tensor(rows, dtype=torch.float64))
@@ -82,7 +88,7 @@ def naive_csa(csa, xs, variant, scope, k):
     q, v = [t[..., :C] for t in qv], [t[..., C:] for t in qv]
     gates = naive_gates(q, variant, scope, k)
     outs = []
-    for x, g, vb in zip(xh, gates, v):
+    for x, g, vb in zip(xh, gates, v, strict=True):
         y = csa.norm2(x + g.unsqueeze(-1) * vb)
         outs.append(y + csa.mlp(y))
     return outs
@@ -98,7 +104,7 @@ def test_csa_matches_naive_reference(n, scope, variant):
     with torch.no_grad():
         got = csa(*xs)
         want = naive_csa(csa, xs, variant, scope, k)
-    for g, w in zip(got, want):
+    for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=1e-10, rtol=0)
 
 
@@ -112,7 +118,7 @@ def test_loop_equivariance(variant, scope):
         swapped = csa(p, a, n2, n)
         rotated = csa(n, n2, a, p)
     for got, idx in ((swapped, (1, 0, 3, 2)), (rotated, (2, 3, 0, 1))):
-        for g, i in zip(got, idx):
+        for g, i in zip(got, idx, strict=True):
             torch.testing.assert_close(g, out[i], atol=1e-10, rtol=0)
 
 
@@ -162,7 +168,7 @@ def test_batch_scope_couples_samples(scope):
     changed[P][1] = 5 * torch.randn(9, C, dtype=torch.float64).sign()  # sample 1 of p: new, spiky tokens
     with torch.no_grad():
         before, after = csa(*xs), csa(*changed)
-    diff = max((b[0] - a[0]).abs().max().item() for b, a in zip(before, after))
+    diff = max((b[0] - a[0]).abs().max().item() for b, a in zip(before, after, strict=True))
     if scope == "batch":
         assert diff > 1e-6
     else:

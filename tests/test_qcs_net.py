@@ -1,4 +1,4 @@
-"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (spec §8 items 3-12)."""
+"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (spec §8, 3-12)."""
 
 import pytest
 import torch
@@ -24,8 +24,10 @@ def images(batch=2, branches=4, size=64, seed=0):
 
 def count_calls(modules):
     counter = {"calls": 0}
-    handles = [m.register_forward_hook(lambda *_: counter.__setitem__("calls", counter["calls"] + 1))
-               for m in modules]
+    handles = [
+        m.register_forward_hook(lambda *_: counter.__setitem__("calls", counter["calls"] + 1))
+        for m in modules
+    ]
     return counter, handles
 
 
@@ -55,7 +57,7 @@ def test_qcs_loss_is_mean_of_eight_cross_entropies():
         return -(logits - logits.exp().sum(1, keepdim=True).log()).gather(1, t[:, None]).mean()
 
     targets = [y, y, y_n, y_n]
-    terms = [ce(lg, t) for lg, t in zip(base + cross, targets + targets)]
+    terms = [ce(lg, t) for lg, t in zip(base + cross, targets + targets, strict=True)]
     total, base_part, cross_part = qcs_loss(base, cross, y, y_n)
     torch.testing.assert_close(total, sum(terms) / 8)
     torch.testing.assert_close(base_part, sum(terms[:4]) / 4)
@@ -74,7 +76,9 @@ def test_cross_loss_reaches_qk_projection_theta_and_base_path():
         assert csa.theta.grad.abs() > 0
     for module in (net.vit_base, net.tokens, net.trunk):
         assert sum(p.grad.abs().sum() for p in module.parameters() if p.grad is not None) > 0
-    assert all(p.grad is None for p in net.head_base.parameters())  # the cross loss never touches the base head
+    assert all(
+        p.grad is None for p in net.head_base.parameters()
+    )  # the cross loss never touches the base head
 
 
 def test_dcs_two_branches():
@@ -114,7 +118,11 @@ def count_macs(net: nn.Module, x: torch.Tensor) -> int:
             B, N, C = inputs[0].shape
             total += 2 * B * N * N * C
 
-    handles = [m.register_forward_hook(hook) for m in net.modules() if isinstance(m, nn.Conv2d | nn.Linear | Attention)]
+    handles = [
+        m.register_forward_hook(hook)
+        for m in net.modules()
+        if isinstance(m, nn.Conv2d | nn.Linear | Attention)
+    ]
     with torch.no_grad():
         net(x)
     for h in handles:

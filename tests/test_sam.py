@@ -28,7 +28,7 @@ def loss_fn(model, x, y):
 
 def grads_at(model, params, x, y):
     with torch.no_grad():
-        for p, w in zip(model.parameters(), params):
+        for p, w in zip(model.parameters(), params, strict=True):
             p.copy_(w)
     model.zero_grad()
     loss_fn(model, x, y).backward()
@@ -43,7 +43,7 @@ def reference_steps(model, x, y, steps):
     for t in range(1, steps + 1):
         g = grads_at(model, w, x, y)
         norm = torch.sqrt(sum((gi**2).sum() for gi in g))
-        g = grads_at(model, [wi + RHO * gi / (norm + 1e-12) for wi, gi in zip(w, g)], x, y)
+        g = grads_at(model, [wi + RHO * gi / (norm + 1e-12) for wi, gi in zip(w, g, strict=True)], x, y)
         for i, gi in enumerate(g):
             m[i] = BETAS[0] * m[i] + (1 - BETAS[0]) * gi
             v[i] = BETAS[1] * v[i] + (1 - BETAS[1]) * gi**2
@@ -72,7 +72,7 @@ def test_two_steps_match_reference_parameters_and_adam_state():
     opt = make_sam(model)
     for _ in range(2):
         sam_step(model, opt, x, y)
-    for p, w, m, v in zip(model.parameters(), want_w, want_m, want_v):
+    for p, w, m, v in zip(model.parameters(), want_w, want_m, want_v, strict=True):
         state = opt.base_optimizer.state[p]
         torch.testing.assert_close(p.detach(), w, atol=1e-12, rtol=0)
         torch.testing.assert_close(state["exp_avg"], m, atol=1e-12, rtol=0)
@@ -88,9 +88,9 @@ def test_weights_change_after_each_half_step():
     record = []
     sam_step(model, opt, x, y, record)
     w_perturbed, w1 = record[0], [p.detach() for p in model.parameters()]
-    assert all(not torch.equal(a, b) for a, b in zip(w0, w_perturbed))
-    assert all(not torch.equal(a, b) for a, b in zip(w_perturbed, w1))
-    norm = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(w_perturbed, w0)))
+    assert all(not torch.equal(a, b) for a, b in zip(w0, w_perturbed, strict=True))
+    assert all(not torch.equal(a, b) for a, b in zip(w_perturbed, w1, strict=True))
+    norm = torch.sqrt(sum(((a - b) ** 2).sum() for a, b in zip(w_perturbed, w0, strict=True)))
     torch.testing.assert_close(norm, torch.tensor(RHO, dtype=torch.float64))
 
 
@@ -107,7 +107,7 @@ def test_closure_step_equals_manual_halves():
 
     closure()
     opt.step(closure)
-    for a, b in zip(manual.parameters(), closed.parameters()):
+    for a, b in zip(manual.parameters(), closed.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-14, rtol=0)
     with pytest.raises(RuntimeError, match="first_step"):
         opt.step()
@@ -122,7 +122,10 @@ def test_state_dict_round_trip_resumes_base_optimizer():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no "lr_scheduler.step() before optimizer.step()" warning
         scheduler.step()
-    saved_model, saved_opt = {k: v.clone() for k, v in model.state_dict().items()}, copy.deepcopy(opt.state_dict())
+    saved_model, saved_opt = (
+        {k: v.clone() for k, v in model.state_dict().items()},
+        copy.deepcopy(opt.state_dict()),
+    )
     assert saved_opt["state"] and saved_opt["param_groups"][0]["rho"] == RHO
     sam_step(model, opt, x, y)
 
@@ -133,5 +136,5 @@ def test_state_dict_round_trip_resumes_base_optimizer():
     assert opt2.param_groups is opt2.base_optimizer.param_groups
     assert opt2.param_groups[0]["lr"] == LR * 0.5
     sam_step(resumed, opt2, x, y)
-    for a, b in zip(model.parameters(), resumed.parameters()):
+    for a, b in zip(model.parameters(), resumed.parameters(), strict=True):
         torch.testing.assert_close(a, b, atol=1e-14, rtol=0)

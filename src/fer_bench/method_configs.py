@@ -29,6 +29,7 @@ class QCSConfig:
     protocol: str = "corrected"
     trunk: str = "ir50"
     trunk_weights: str | None = None
+    trunk_out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])
     image_size: int = 224
     dim: int = 768
     heads: int = 8

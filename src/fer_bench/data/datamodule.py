@@ -20,6 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from fer_bench import labels as L
 from fer_bench.data.readers import dataset_root, read_records
 from fer_bench.data.records import DataError, Problems, read_rgb
+from fer_bench.data.samplers import QuadrupletSampler
 from fer_bench.data.shard_samplers import ClassBalancedSampler, EvalShardSampler, ShuffleSampler
 from fer_bench.data.splits import assign_splits, load_splits, save_splits
 from fer_bench.data.transforms import eval_transform, train_transform
@@ -34,7 +35,7 @@ class DataNeeds:
     image_size: int
     mean: tuple[float, ...] = (0.485, 0.456, 0.406)
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
-    sampler: str = "random"  # random | balanced (a method may add its own, e.g. quadruplet)
+    sampler: str = "random"  # random | balanced | quadruplet (extras: QuadrupletSampler options)
     extras: dict = field(default_factory=dict)
 
 
@@ -43,7 +44,7 @@ class FERDataset(Dataset):
 
     def __init__(self, records: pd.DataFrame, label: np.ndarray, transform):
         self.paths = records["path"].tolist()
-        self.label = torch.as_tensor(label, dtype=torch.long)
+        self.label = torch.tensor(np.asarray(label), dtype=torch.long)
         self.transform = transform
         va_cols = [c for c in ("valence", "arousal") if c in records]
         self.va = torch.as_tensor(records[va_cols].to_numpy(np.float32)) if len(va_cols) == 2 else None
@@ -64,6 +65,21 @@ class FERDataset(Dataset):
         if self.au is not None:
             item["au"] = self.au[i]
         return item
+
+
+class QuadrupletDataset(Dataset):
+    """Items are (anchor, positive, negative, negative2) index tuples of a FERDataset, each image augmented
+    independently: ``images`` 4×C×H×W, ``label`` (anchor class) and ``neg_label`` (negatives' class)."""
+
+    def __init__(self, base: FERDataset):
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def __getitem__(self, quad: tuple[int, int, int, int]) -> dict:
+        images = torch.stack([self.base.image(i) for i in quad])
+        return {"images": images, "label": self.base.label[quad[0]], "neg_label": self.base.label[quad[2]]}
 
 
 class FERDataModule(pl.LightningDataModule):
@@ -151,7 +167,14 @@ class FERDataModule(pl.LightningDataModule):
         return ShuffleSampler(len(dataset), seed=self.seed, rank=rank, world=world)
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["train"], self.train_sampler(), self.per_device_batch(self.cfg.batch_size))
+        batch = self.per_device_batch(self.cfg.batch_size)
+        if self.needs.sampler == "quadruplet":
+            rank, world = self._world()
+            dataset = self.datasets["train"]
+            sampler = QuadrupletSampler(dataset.label.numpy(), batch, seed=self.seed, num_replicas=world, rank=rank,
+                                        **self.needs.extras)
+            return self._loader(QuadrupletDataset(dataset), sampler, batch)
+        return self._loader(self.datasets["train"], self.train_sampler(), batch)
 
     def eval_dataloader(self, split: str) -> DataLoader:
         rank, world = self._world()

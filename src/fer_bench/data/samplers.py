@@ -26,14 +26,16 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 class QuadrupletSampler(Sampler[tuple[int, int, int, int]]):
     """Yields QCS quadruplets ``(a, p, n, n2)`` of dataset indices, one at a time (specs/qcs.md §4.1).
 
-    - anchors: ``shuffle`` = a permutation of all images (RAF-DB, FERPlus); ``balanced`` = draws with replacement
-      weighted 1 / class count (AffectNet). Either way ``int(len(labels) * epoch_fraction)`` anchors per epoch.
+    - anchors: ``shuffle`` = a permutation of all images (RAF-DB, FERPlus); ``balanced`` = draws with
+      replacement weighted 1 / class count (AffectNet). Either way ``int(len(labels) * epoch_fraction)``
+      anchors per epoch.
     - positive: another image of the anchor's class.
     - negative: ``frequency`` = uniform over all images with another label (its class follows data frequency);
       ``balanced`` = a class uniform over the other classes, then an image of it.
     - negative2: another image of the negative's class (never the negative itself).
 
-    Every rank computes the same global sequence from ``(seed, epoch)`` and takes ``sequence[rank::num_replicas]``.
+    Every rank computes the same global sequence from ``(seed, epoch)`` and takes
+    ``sequence[rank::num_replicas]``.
     Each rank gets the same count: with ``drop_last`` the global sequence is cut to a whole number of
     ``batch_size`` (per-device batch, in quadruplets) batches per rank, otherwise it is padded by wrapping.
     Use it as ``DataLoader(dataset, sampler=sampler, batch_size=batch_size)`` with a dataset whose
@@ -59,14 +61,18 @@ class QuadrupletSampler(Sampler[tuple[int, int, int, int]]):
         if batch_size < 1:
             raise ValueError(f"batch_size must be positive, got {batch_size}")
         if not (epoch_fraction > 0 and (anchors == "balanced" or epoch_fraction <= 1)):
-            raise ValueError(f"epoch_fraction {epoch_fraction} must be in (0, 1] (any > 0 for balanced anchors)")
+            raise ValueError(
+                f"epoch_fraction {epoch_fraction} must be in (0, 1] (any > 0 for balanced anchors)"
+            )
         labels = np.asarray(labels, dtype=np.int64)
         classes, self._cls, self._counts = np.unique(labels, return_inverse=True, return_counts=True)
         if len(classes) < 2:
             raise ValueError(f"quadruplets need at least 2 classes, got {classes.tolist()}")
         single = classes[self._counts < 2].tolist()
         if single:
-            raise ValueError(f"class(es) {single} have a single image; every class needs >= 2 images for quadruplets")
+            raise ValueError(
+                f"class(es) {single} have a single image; every class needs >= 2 images for quadruplets"
+            )
         self._order = np.argsort(self._cls, kind="stable")  # dataset indices grouped by class
         self._start = np.concatenate([[0], np.cumsum(self._counts)[:-1]])
         self._rank_in_class = np.empty(len(labels), dtype=np.int64)

@@ -29,7 +29,6 @@ from fer_bench import labels
 RENDER_VERSION = 1  # bump when drawings change: it is part of the cache key
 DOMAINS: tuple[str, ...] = ("lab", "wild", "gray48", "film", "occluded")
 CLASS_SETS: tuple[str, ...] = ("basic7", "basic8", "basic6", "compound", "basic6+compound", "basic7+compound")
-SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 AU_INDEX: dict[int, int] = {au: i for i, au in enumerate(labels.AUS)}
 JITTER = 0.15  # per-AU multiplicative jitter: intensity * U(1 - JITTER, 1 + JITTER)
 LEAK_MIN = 0.05
@@ -62,8 +61,9 @@ COMPOUND_AUS: dict[str, tuple[int, ...]] = {
     "happily surprised": (1, 2, 12, 25), "happily disgusted": (10, 12, 25), "sadly fearful": (1, 4, 20, 25),
     "sadly angry": (4, 15), "sadly surprised": (1, 4, 25, 26), "sadly disgusted": (4, 10),
     "fearfully angry": (4, 20, 25), "fearfully surprised": (1, 2, 5, 20, 25),
-    "fearfully disgusted": (1, 4, 10, 20, 25), "angrily surprised": (4, 25, 26), "angrily disgusted": (4, 10, 17),
-    "disgustedly surprised": (1, 2, 5, 10), "appalled": (4, 9, 10), "hatred": (4, 7, 10), "awed": (1, 2, 5, 25),
+    "fearfully disgusted": (1, 4, 10, 20, 25), "angrily surprised": (4, 25, 26),
+    "angrily disgusted": (4, 10, 17), "disgustedly surprised": (1, 2, 5, 10), "appalled": (4, 9, 10),
+    "hatred": (4, 7, 10), "awed": (1, 2, 5, 25),
 }
 # Circumplex positions (valence, arousal) at full intensity; compounds with parents average them.
 BASIC_VA: dict[str, tuple[float, float]] = {
@@ -103,7 +103,8 @@ class SynthSpec:
         domains = list(self.domains)
         ok = bool(domains) and set(domains) <= set(DOMAINS) and len(set(domains)) == len(domains)
         _check(ok, "domains", domains, f"a non-empty list without repeats of {', '.join(DOMAINS)}")
-        _check(self.difficulty in DIFFICULTIES, "difficulty", self.difficulty, f"one of {', '.join(DIFFICULTIES)}")
+        _check(self.difficulty in DIFFICULTIES, "difficulty", self.difficulty,
+               f"one of {', '.join(DIFFICULTIES)}")
         _check(isinstance(self.size, int) and self.size >= 16, "size", self.size, "an integer >= 16")
         _check(isinstance(self.per_subject, int) and self.per_subject >= 1, "per_subject", self.per_subject,
                "an integer >= 1")
@@ -225,14 +226,16 @@ def make_subject(seed: int, subject_id: int) -> Subject:
         face_w=u(0.9, 1.02), face_h=u(1.2, 1.34), eye_dx=u(0.36, 0.43), eye_y=u(-0.3, -0.22),
         eye_w=u(0.15, 0.18), eye_h=u(0.07, 0.085), brow_gap=u(0.19, 0.24), brow_t=u(0.075, 0.1),
         brow_tilt=u(-0.03, 0.03), nose_y=u(0.2, 0.28), nose_w=u(0.11, 0.15), mouth_y=u(0.56, 0.63),
-        mouth_w=u(0.27, 0.33), lip_t=u(0.045, 0.065), mouth_curve=u(-0.015, 0.015),
+        mouth_w=u(0.27, 0.33), lip_t=u(0.06, 0.075), mouth_curve=u(-0.015, 0.015),
         hair_style=int(rng.integers(4)), hairline=u(-0.9, -0.78),
         skin=skin, hair=_colour(rng, HAIR_COLOURS, 12), lip=lip, iris=_colour(rng, IRIS_COLOURS, 15),
         cloth=tuple(u(30, 220, 3).tolist()),
     )
 
 
-def sample_expression(cls: FaceClass, difficulty: str, rng: np.random.Generator) -> tuple[np.ndarray, float, int]:
+def sample_expression(
+    cls: FaceClass, difficulty: str, rng: np.random.Generator
+) -> tuple[np.ndarray, float, int]:
     """AU intensities, overall intensity and unilateral side of one picture of ``cls``."""
     level = DIFFICULTIES[difficulty]
     intensity = float(rng.uniform(*level.intensity)) if cls.aus else 0.0
@@ -297,13 +300,12 @@ class Painter:
         self.img = img
         self.unit = unit
         c, s = np.cos(np.radians(angle_deg)) * unit, np.sin(np.radians(angle_deg)) * unit
-        self.linear = np.array([[c, s], [-s, c]])
-        self.offset = np.asarray(centre, dtype=float)
+        self.linear = np.array([[c, s], [-s, c]]) * (1 << _SHIFT)
+        self.offset = np.asarray(centre, dtype=float) * (1 << _SHIFT)
 
     def _px(self, shapes: list[np.ndarray]) -> list[np.ndarray]:
-        pts = np.concatenate(shapes)
-        px = np.round((pts @ self.linear + self.offset) * (1 << _SHIFT)).astype(np.int32)
-        return np.split(px, np.cumsum([len(s) for s in shapes[:-1]]))
+        """Fixed-point pixel coordinates (``_SHIFT`` fractional bits) of each shape."""
+        return [np.rint(pts @ self.linear + self.offset).astype(np.int32) for pts in shapes]
 
     def fill(self, shapes: list[np.ndarray], colour) -> None:
         cv2.fillPoly(self.img, self._px(shapes), colour, cv2.LINE_AA, _SHIFT)
@@ -315,7 +317,8 @@ class Painter:
     def crease(self, shapes: list[np.ndarray], skin, strength: float, width: float = 0.03) -> None:
         """Wrinkle lines whose darkness and width follow an AU intensity; nothing below a trace."""
         if strength > 0.03 and shapes:
-            self.line(shapes, _mix(skin, DARK, 0.25 + 0.6 * min(strength, 1.0)), width * (0.6 + 0.6 * strength))
+            colour = _mix(skin, DARK, 0.25 + 0.6 * min(strength, 1.0))
+            self.line(shapes, colour, width * (0.6 + 0.6 * strength))
 
 
 def _segment(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
@@ -324,6 +327,7 @@ def _segment(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
 
 _HALF = np.linspace(np.pi, 2 * np.pi, 17)
 _HALF_COS, _HALF_SIN = np.cos(_HALF), np.sin(_HALF)
+_JAW_X = _COS * (1 - 0.22 * np.clip(_SIN, 0, None) ** 2)  # face outline x, narrowing towards the chin
 
 
 def _draw_head(p: Painter, s: Subject, params: FaceParams) -> None:
@@ -334,10 +338,9 @@ def _draw_head(p: Painter, s: Subject, params: FaceParams) -> None:
     p.fill([np.array([[-0.42, 0.6], [-0.45, 1.7], [0.45, 1.7], [0.42, 0.6]])], _shade(s.skin, 0.88))
     p.fill([_ellipse(0.0, 2.35, 1.9, 0.9)], s.cloth)
     p.fill([_ellipse(side * s.face_w * 0.98, -0.12, 0.13, 0.24) for side in (-1, 1)], _shade(s.skin, 0.93))
-    lower = np.clip(_SIN, 0, None)
     chin = s.face_h + 0.12 * params.au(26)
-    face = np.stack([s.face_w * _COS * (1 - 0.22 * lower**2), np.where(_SIN < 0, s.face_h, chin) * _SIN], axis=1)
-    p.fill([face], s.skin)
+    face_y = np.where(_SIN < 0, s.face_h, chin) * _SIN
+    p.fill([np.stack([s.face_w * _JAW_X, face_y], axis=1)], s.skin)
     if s.hair_style != 2:
         outer = np.stack([1.07 * s.face_w * _HALF_COS, -0.15 + 1.12 * s.face_h * _HALF_SIN], axis=1)
         inner = np.stack([0.98 * s.face_w * _HALF_COS, -0.3 - (s.hairline + 0.3) * _HALF_SIN], axis=1)
@@ -350,7 +353,8 @@ def _draw_eyes(p: Painter, s: Subject, f: FaceParams) -> None:
     up = s.eye_h * (1 + 1.0 * a5 - 0.45 * a7)
     low = s.eye_h * 0.7 * max(0.12, 1 - 0.6 * a7 - 0.5 * a6)
     bulge = 1 - _T**2
-    shapes: dict[str, list[np.ndarray]] = {k: [] for k in ("white", "iris", "pupil", "cover", "upper", "lower")}
+    parts = ("white", "iris", "pupil", "cover", "upper", "lower")
+    shapes: dict[str, list[np.ndarray]] = {k: [] for k in parts}
     for side in (-1, 1):
         cx, cy = side * s.eye_dx, s.eye_y
         x = cx + s.eye_w * _T
@@ -409,9 +413,9 @@ def _draw_nose(p: Painter, s: Subject, f: FaceParams) -> None:
     p.line([_segment(0.05, s.eye_y + 0.05, 0.07, y - 0.12)], _shade(s.skin, 0.86), 0.025)
     p.line([_through((-w, y - 0.03), (0.0, y + 0.04), (w, y - 0.03))], _shade(s.skin, 0.72), 0.03)
     p.fill([_ellipse(side * w * 0.5, y, 0.04, 0.022) for side in (-1, 1)], _shade(s.skin, 0.4))
-    ys = [s.eye_y + 0.06 + 0.06 * i for i in range(3)]
-    p.crease([_through((-0.08, yy + 0.015), (0.0, yy - 0.01 * i), (0.08, yy + 0.015)) for i, yy in enumerate(ys)],
-             s.skin, a9, 0.028)
+    rows = [(s.eye_y + 0.06 + 0.06 * i, 0.01 * i) for i in range(3)]
+    wrinkles = [_through((-0.08, y + 0.015), (0.0, y - bend), (0.08, y + 0.015)) for y, bend in rows]
+    p.crease(wrinkles, s.skin, a9, 0.028)
 
 
 @dataclass
@@ -433,12 +437,12 @@ def _mouth_shape(s: Subject, f: FaceParams) -> _Mouth:
     press = 1 - 0.85 * a24
     drop = (0.08 * a25 + 0.3 * a26) * press
     raise_up = 0.1 * a10 * press
-    half = s.mouth_w * (1 + 0.35 * a20 - 0.15 * a23 - 0.1 * a24 - 0.12 * a26)
+    half = s.mouth_w * (1 + 0.45 * a20 - 0.2 * a23 - 0.12 * a24 - 0.12 * a26)
     corners = []
     for side in (-1, 1):
         a12 = f.au(12) if f.side in (0, side) else 0.0
         cx = side * (half + 0.08 * a12)
-        cy = s.mouth_y - s.mouth_curve - 0.18 * a12 + 0.13 * a15 + 0.03 * a20 + 0.45 * drop
+        cy = s.mouth_y - s.mouth_curve - 0.18 * a12 + 0.13 * a15 + 0.04 * a20 + 0.45 * drop
         corners.append((cx, cy))
     t = np.abs(_T)
     left = _T < 0
@@ -450,7 +454,7 @@ def _mouth_shape(s: Subject, f: FaceParams) -> _Mouth:
     bottom = max(top, s.mouth_y + drop - 0.04 * a17)
     inner_up = top + (cy - top) * ends
     inner_low = bottom + (cy - bottom) * ends
-    thin = max(0.15, 1 - 0.55 * a23 - 0.8 * a24)
+    thin = max(0.1, 1 - 0.7 * a23 - 0.9 * a24 - 0.3 * a20)
     body = np.sqrt(1 - t**2)
     outer_up = inner_up - s.lip_t * thin * body
     outer_low = inner_low + s.lip_t * 1.25 * thin * (1 + 0.3 * a17) * body
@@ -461,12 +465,14 @@ def _draw_mouth(p: Painter, s: Subject, f: FaceParams) -> None:
     """Lips, dark opening, upper teeth band, lip line, dimples (AU14), folds, chin crease (AU17)."""
     m = _mouth_shape(s, f)
     path = lambda y: np.stack([m.x, y], axis=1)  # noqa: E731
-    p.fill([np.concatenate([path(m.outer_up), path(m.outer_low)[::-1]])], s.lip)
+    lips = np.concatenate([path(m.outer_up), path(m.outer_low)[::-1]])
+    p.fill([lips], s.lip)
+    p.line([lips], _shade(s.lip, 0.7), 0.018, closed=True)
     if np.max(m.inner_low - m.inner_up) > 0.005:
         p.fill([np.concatenate([path(m.inner_up), path(m.inner_low)[::-1]])], (62, 22, 26))
         teeth = np.minimum(m.inner_up + 0.07 + 0.05 * f.au(10), m.inner_low)
         p.fill([np.concatenate([path(m.inner_up), path(teeth)[::-1]])], (240, 236, 226))
-    p.line([path(m.inner_up)], _shade(s.lip, 0.45), 0.028)
+    p.line([path(m.inner_up)], _shade(s.lip, 0.4), 0.028 + 0.025 * max(f.au(24), f.au(23)))
     dimples = []
     for side, (cx, cy) in zip((-1, 1), m.corners, strict=True):
         acts = f.side in (0, side)
@@ -572,8 +578,7 @@ def _painter(img: np.ndarray, domain: str, rng: np.random.Generator, perturb: fl
     angle = rng.uniform(-1, 1) * pose.rotate * perturb
     scale = 1 + rng.uniform(-1, 0.7) * pose.scale * perturb
     shift = rng.uniform(-1, 1, 2) * pose.shift * perturb * canvas
-    centre = (canvas / 2 + shift[0], canvas * 0.5 + shift[1])
-    return Painter(img, centre, UNIT * canvas * scale, angle)
+    return Painter(img, (canvas / 2 + shift[0], canvas / 2 + shift[1]), UNIT * canvas * scale, angle)
 
 
 def _draw_occluder(p: Painter, s: Subject, rng: np.random.Generator, perturb: float) -> None:
@@ -582,15 +587,18 @@ def _draw_occluder(p: Painter, s: Subject, rng: np.random.Generator, perturb: fl
     grow = 0.85 + 0.15 * perturb
     if kind == 0:
         tint = rng.uniform(10, 60, 3).tolist()
-        p.fill([_ellipse(side * s.eye_dx, s.eye_y, (s.eye_w + 0.07) * grow, 0.15 * grow) for side in (-1, 1)], tint)
+        rx, ry = (s.eye_w + 0.09) * grow, 0.17 * grow
+        lenses = [_ellipse(side * s.eye_dx, s.eye_y, rx, ry) for side in (-1, 1)]
+        p.fill(lenses, tint)
         arms = [_segment(side * (s.eye_dx + s.eye_w + 0.06), s.eye_y, side * s.face_w, s.eye_y - 0.04)
                 for side in (-1, 1)]
         p.line([*arms, _segment(-s.eye_dx + s.eye_w, s.eye_y, s.eye_dx - s.eye_w, s.eye_y)], tint, 0.04)
     elif kind == 1:
         colour = rng.choice([(200, 225, 240), (235, 235, 235), (60, 60, 70)]).tolist()
         top = s.nose_y - 0.2 * grow
-        mask = np.array([[-0.8 * s.face_w, top + 0.05], [0.0, top - 0.05], [0.8 * s.face_w, top + 0.05],
-                         [0.75 * s.face_w, s.mouth_y + 0.3], [0.0, s.face_h + 0.05], [-0.75 * s.face_w, s.mouth_y + 0.3]])
+        w, low = s.face_w, s.mouth_y + 0.3
+        mask = np.array([[-0.8 * w, top + 0.05], [0.0, top - 0.05], [0.8 * w, top + 0.05], [0.75 * w, low],
+                         [0.0, s.face_h + 0.05], [-0.75 * w, low]])
         p.fill([mask], colour)
         straps = [_segment(side * 0.8 * s.face_w, top + 0.08, side * s.face_w, -0.1) for side in (-1, 1)]
         p.line(straps, _shade(colour, 0.8), 0.02)
@@ -599,7 +607,8 @@ def _draw_occluder(p: Painter, s: Subject, rng: np.random.Generator, perturb: fl
 
 
 def _draw_hand(p: Painter, s: Subject, rng: np.random.Generator, grow: float) -> None:
-    anchors = ((0.0, s.mouth_y), (s.eye_dx, s.eye_y + 0.05), (-s.eye_dx, s.eye_y + 0.05), (0.35, s.mouth_y - 0.1))
+    anchors = ((0.0, s.mouth_y), (s.eye_dx, s.eye_y + 0.05), (-s.eye_dx, s.eye_y + 0.05),
+               (0.35, s.mouth_y - 0.1))
     cx, cy = anchors[rng.integers(len(anchors))]
     angle = rng.uniform(-0.6, 0.6)
     rot = np.array([[np.cos(angle), np.sin(angle)], [-np.sin(angle), np.cos(angle)]])
@@ -655,14 +664,16 @@ def _gray48(params: FaceParams, size: int, rng: np.random.Generator, perturb: fl
     """FER2013 look: rendered at 48 px in grey, contrast shifted, upsampled to ``size``."""
     small = _draw_face(params, min(48, size), "gray48", rng, perturb)
     grey = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32)
-    grey = np.clip((grey - 128) * (1 + rng.uniform(-0.3, 0.2) * perturb) + 128 + rng.uniform(-20, 20) * perturb,
-                   0, 255).astype(np.uint8)
+    contrast, bright = 1 + rng.uniform(-0.3, 0.2) * perturb, rng.uniform(-20, 20) * perturb
+    grey = np.clip((grey - 128) * contrast + 128 + bright, 0, 255).astype(np.uint8)
     if grey.shape[0] != size:
         grey = cv2.resize(grey, (size, size), interpolation=cv2.INTER_LINEAR)
     return cv2.cvtColor(grey, cv2.COLOR_GRAY2RGB)
 
 
-def _draw_face(params: FaceParams, size: int, domain: str, rng: np.random.Generator, perturb: float) -> np.ndarray:
+def _draw_face(
+    params: FaceParams, size: int, domain: str, rng: np.random.Generator, perturb: float
+) -> np.ndarray:
     """Background, head, features and occluder on a 2x canvas, shrunk to ``size`` with area interpolation."""
     canvas = _background(domain, 2 * size, rng, perturb)
     p = _painter(canvas, domain, rng, perturb)
@@ -677,7 +688,9 @@ def _draw_face(params: FaceParams, size: int, domain: str, rng: np.random.Genera
     return cv2.resize(canvas, (size, size), interpolation=cv2.INTER_AREA)
 
 
-def render_face(params: FaceParams, size: int, domain: str, difficulty: str, rng: np.random.Generator) -> np.ndarray:
+def render_face(
+    params: FaceParams, size: int, domain: str, difficulty: str, rng: np.random.Generator
+) -> np.ndarray:
     """One HxWx3 RGB uint8 picture of ``params`` in ``domain``; ``rng`` drives every domain perturbation."""
     if domain not in DOMAINS:
         raise ValueError(f"unknown domain {domain!r}; known: {', '.join(DOMAINS)}")
@@ -725,9 +738,10 @@ def picture(seed: int, subject: Subject, subject_id: int, cls: FaceClass, rep: i
 
 def _row(idx: int, pic: Picture, subject_id: int, domain: str, split: str) -> dict:
     ident = f"{idx:06d}"
+    compound = pic.cls.compound
     row = {
         "id": ident, "path": f"images/{split}/{ident}.png",
-        "expression": "" if pic.cls.compound else pic.cls.name, "compound": pic.cls.name if pic.cls.compound else "",
+        "expression": "" if compound else pic.cls.name, "compound": pic.cls.name if compound else "",
     }
     row.update({col: float(v) for col, v in zip(labels.AU_COLUMNS, pic.params.aus, strict=True)})
     row.update(valence=pic.valence, arousal=pic.arousal, intensity=pic.intensity, subject=subject_id,
@@ -736,8 +750,9 @@ def _row(idx: int, pic: Picture, subject_id: int, domain: str, split: str) -> di
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
-    """Write an RGB array as PNG (OpenCV wants BGR)."""
-    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_PNG_COMPRESSION, 3]):
+    """Write an RGB array as PNG (OpenCV wants BGR); fast RLE deflate, lossless like any PNG."""
+    options = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_RLE]
+    if not cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), options):
         raise OSError(f"cannot write {path}")
 
 
@@ -777,9 +792,13 @@ def ensure_cached(spec: SynthSpec, cache_root: Path, progress: bool = True) -> P
     cache_root.mkdir(parents=True, exist_ok=True)
     _remove_stale(cache_root, final)
     tmp = cache_root / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    generate(spec, tmp, progress=progress)
-    (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "domains": list(spec.domains)}, indent=1))
-    (tmp / COMPLETE_MARKER).write_text("ok\n")
+    try:
+        generate(spec, tmp, progress=progress)
+        (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "domains": list(spec.domains)}, indent=1))
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     try:
         os.replace(tmp, final)
     except OSError:

@@ -1,7 +1,9 @@
 """Method registry: method key → LightningModule class."""
 
 from fer_bench.methods.baseline import Baseline
+from fer_bench.methods.qcs import QCS
 
 METHODS = {
     "baseline": Baseline,
+    "qcs": QCS,
 }

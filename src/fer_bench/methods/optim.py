@@ -6,15 +6,24 @@ import math
 
 import torch
 
+from fer_bench.models.sam import SAM
+
+
+def _base_optimizer(optim_cfg) -> tuple[type[torch.optim.Optimizer], dict]:
+    kwargs = {"lr": optim_cfg.lr, "weight_decay": optim_cfg.weight_decay}
+    if optim_cfg.name == "adam":
+        return torch.optim.Adam, kwargs
+    if optim_cfg.name == "adamw":
+        return torch.optim.AdamW, kwargs
+    return torch.optim.SGD, {**kwargs, "momentum": optim_cfg.momentum, "nesterov": True}
+
 
 def build_optimizer(params, optim_cfg) -> torch.optim.Optimizer:
-    """Adam, AdamW or SGD over ``params`` with the configured learning rate and weight decay."""
-    name, lr, wd = optim_cfg.name, optim_cfg.lr, optim_cfg.weight_decay
-    if name == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=wd)
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=lr, weight_decay=wd)
-    return torch.optim.SGD(params, lr=lr, weight_decay=wd, momentum=optim_cfg.momentum, nesterov=True)
+    """Adam, AdamW or SGD over ``params``; wrapped in SAM when ``optim.sam.enabled`` (two-pass steps)."""
+    cls, kwargs = _base_optimizer(optim_cfg)
+    if optim_cfg.sam.enabled:
+        return SAM(params, cls, rho=optim_cfg.sam.rho, adaptive=optim_cfg.sam.adaptive, **kwargs)
+    return cls(params, **kwargs)
 
 
 def epoch_lr_factor(sched_cfg, max_epochs: int):

@@ -10,9 +10,9 @@ E = cdist(Q_rows, Q_cols), built with the same argument order as the official ``
 Each branch reads each of its two matrices along its own axis (rows or columns), which reproduces the spec's
 orientation table (a: S_paᵀ, D_naᵀ; p: S_pa, D_n2pᵀ; n: S_n2nᵀ, D_na; n2: S_n2n, D_n2p).
 
-DCS (``branches=2``) is the official 2-branch model (``DCS_*`` files, ``Attn_DCS_S``): the inputs are anchor and
-positive of the **same** class, the only edge is the similarity edge E_pa, so only variants ``s`` and ``sdpa``
-exist there; the loss uses the label y for both branches.
+DCS (``branches=2``) is the official 2-branch model (``DCS_*`` files, ``Attn_DCS_S``): the inputs are
+anchor and positive of the **same** class, the only edge is the similarity edge E_pa, so only variants ``s``
+and ``sdpa`` exist there; the loss uses the label y for both branches.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class CrossSimilarityAttention(nn.Module):
     ablations neither single-term variant uses k, so θ exists only for ``sd``), and ``sdpa``: the scaled
     dot-product baseline ``Attn_HW`` — for each same-class pair one logits matrix Q_rows·Q_colsᵀ/√C, softmax
     along columns for the row branch and along rows for the column branch, and each branch adds the attention-
-    weighted values of its partner (A @ V_partner) instead of A ⊙ V. Cross-class pairs are not used by ``sdpa``.
+    weighted values of its partner (A @ V_partner) instead of A ⊙ V. ``sdpa`` ignores the cross-class pairs.
 
     ``scope="batch"`` takes the min/max of each distance matrix over the whole tensor (official, couples the
     samples of a batch); ``scope="sample"`` takes them per sample.
@@ -80,7 +80,9 @@ class CrossSimilarityAttention(nn.Module):
         if branches not in SAME_CLASS_EDGES:
             raise ValueError(f"branches must be 4 (QCS) or 2 (DCS), got {branches}")
         if branches == 2 and variant in ("sd", "d"):
-            raise ValueError(f"branches=2 (DCS) has no cross-class pair; use variant 's' or 'sdpa', not {variant!r}")
+            raise ValueError(
+                f"branches=2 (DCS) has no cross-class pair; use variant 's' or 'sdpa', not {variant!r}"
+            )
         self.variant, self.scope, self.branches = variant, scope, branches
         self.norm1 = nn.LayerNorm(dim)
         self.norm2 = nn.LayerNorm(dim)
@@ -114,13 +116,13 @@ class CrossSimilarityAttention(nn.Module):
 
     def gates(self, qk: tuple[torch.Tensor, ...]) -> list[torch.Tensor]:
         """Per-branch gates A_b (B×N, each summing to 1 over own positions) from the QK projections."""
-        sim = self._loop_terms(qk, SAME_CLASS_EDGES[self.branches], similarity)
-        dist = self._loop_terms(qk, CROSS_CLASS_EDGES[self.branches], distance)
-        if self.variant == "sd":
-            k = self.k
-            scores = [s + k * d for s, d in zip(sim, dist, strict=True)]
+        if self.variant == "d":
+            scores = self._loop_terms(qk, CROSS_CLASS_EDGES[self.branches], distance)
         else:
-            scores = sim if self.variant == "s" else dist
+            scores = self._loop_terms(qk, SAME_CLASS_EDGES[self.branches], similarity)
+        if self.variant == "sd":
+            dist, k = self._loop_terms(qk, CROSS_CLASS_EDGES[self.branches], distance), self.k
+            scores = [s + k * d for s, d in zip(scores, dist, strict=True)]
         return [F.softmax(s, dim=-1) for s in scores]
 
     def _loop_terms(self, qk, edges, transform) -> list[torch.Tensor | None]:

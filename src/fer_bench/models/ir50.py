@@ -47,9 +47,9 @@ def _stage(in_channels: int, depth: int, units: int) -> nn.Sequential:
 class IR50Trunk(nn.Module):
     """IR-50 stages 1-3 returning the three stage outputs (64, 128, 256 channels).
 
-    With ``resize_half`` the input is first resized to half its size by nearest interpolation (224 → 112, as the
-    official code's ``F.interpolate(x, size=112)``). Parameter names follow the official ``Backbone`` class
-    (``input_layer``, ``body1..3``, ``shortcut_layer``, ``res_layer``), so ``ir50.pth`` loads by name.
+    With ``resize_half`` the input is first resized to half its size by nearest interpolation (224 → 112, as
+    the official code's ``F.interpolate(x, size=112)``). Parameter names follow the official ``Backbone``
+    class (``input_layer``, ``body1..3``, ``shortcut_layer``, ``res_layer``), so ``ir50.pth`` loads by name.
     ``units`` exists for tiny test configurations; the real trunk is (3, 4, 14).
     """
 
@@ -61,7 +61,9 @@ class IR50Trunk(nn.Module):
         self.units = tuple(units)
         scale = 2 if resize_half else 1
         self.reductions = (2 * scale, 4 * scale, 8 * scale)
-        self.input_layer = nn.Sequential(nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64))
+        self.input_layer = nn.Sequential(
+            nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.PReLU(64)
+        )
         self.body1 = _stage(64, 64, units[0])
         self.body2 = _stage(64, 128, units[1])
         self.body3 = _stage(128, 256, units[2])
@@ -76,7 +78,7 @@ class IR50Trunk(nn.Module):
 
 
 def _normalise_key(key: str, units: tuple[int, ...]) -> str | None:
-    """Strip wrapper prefixes and map the flat InsightFace layout (``body.N``) to ``body1..3``; None = unused."""
+    """Strip wrapper prefixes, map the flat InsightFace layout (``body.N``) to ``body1..3``; None = unused."""
     stripped = True
     while stripped:
         stripped = False
@@ -106,7 +108,9 @@ def load_ir50_weights(trunk: IR50Trunk, path: str | Path) -> list[str]:
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
     if not isinstance(state, Mapping):
-        raise ValueError(f"{path}: expected a state_dict (mapping of tensors), got {type(checkpoint).__name__}")
+        raise ValueError(
+            f"{path}: expected a state_dict (mapping of tensors), got {type(checkpoint).__name__}"
+        )
     own = trunk.state_dict()
     found: dict[str, torch.Tensor] = {}
     for key, value in state.items():

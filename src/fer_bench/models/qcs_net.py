@@ -3,8 +3,8 @@
 Inference uses only the base path (``forward``). ``forward_quadruplet`` runs every branch through the base
 path (one trunk call per branch, as the official code), refines the tokens of each scale with one shared
 :class:`CrossSimilarityAttention`, and classifies z = x0 + concat(CSA outputs) with a second ViT and head.
-The official dead modules (IR-50 ``output_layer``, the ViTs' ``patch_embed``/``CON1``/``IRLinear``/``eca_block``
-and per-block ``conv``) are not built.
+The official dead modules (IR-50 ``output_layer``; in the ViTs ``patch_embed``, ``CON1``, ``IRLinear1/2``,
+``eca_block`` and the per-block ``conv``) are not built.
 """
 
 from __future__ import annotations
@@ -60,7 +60,9 @@ def _halvings(reductions: Sequence[int]) -> list[int]:
     for r in reductions:
         ratio = target // r
         if target % r or ratio & (ratio - 1):
-            raise ValueError(f"trunk reductions {tuple(reductions)} are not power-of-two multiples of each other")
+            raise ValueError(
+                f"trunk reductions {tuple(reductions)} are not power-of-two multiples of each other"
+            )
         steps.append(ratio.bit_length() - 1)
     return steps
 
@@ -78,8 +80,8 @@ class TokenEmbed(nn.Module):
 
     Every scale first passes a 3×3 stride-2 conv keeping its channels (official conv1/2/3), then an embed that
     halves it until all scales reach reduction R = 2·max(reductions): scale i gets log2(R/r_i) − 1 further
-    3×3 stride-2 convs, or a 1×1 conv when none is left. For IR-50 (r = 4, 8, 16 on a 224 input, R = 32) this is
-    exactly embed_q (2 convs), embed_k (1 conv) and embed_v (1×1); any timm trunk with power-of-two stride
+    3×3 stride-2 convs, or a 1×1 conv when none is left. For IR-50 (r = 4, 8, 16 on a 224 input, R = 32) this
+    is exactly embed_q (2 convs), embed_k (1 conv) and embed_v (1×1); any timm trunk with power-of-two stride
     ratios is mapped the same way. ``image_size`` must be a multiple of R; then g = image_size / R.
     """
 
@@ -145,7 +147,9 @@ class QCSNet(nn.Module):
         """Inference: base logits only (never touches CSA or the cross ViT)."""
         return self.base(x)[0]
 
-    def forward_quadruplet(self, *images: torch.Tensor) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
+    def forward_quadruplet(
+        self, *images: torch.Tensor
+    ) -> tuple[tuple[torch.Tensor, ...], tuple[torch.Tensor, ...]]:
         """Training forward on (a, p, n, n2) — or (a, p) for DCS — image batches.
 
         Returns ``(base_logits, cross_logits)``, each a tuple with one B×K tensor per branch in input order.
@@ -209,7 +213,7 @@ def build_qcs_net(
     trunk_out_indices: Sequence[int] = (1, 2, 3),
 ) -> QCSNet:
     """Build a QCSNet. ``trunk="ir50"`` = IR-50 stages 1-3 (weights only from ``trunk_weights``); any other
-    name is a timm model (``pretrained`` from timm's hub, or local ``trunk_weights`` through timm's file overlay).
+    name is a timm model (``pretrained`` from timm's hub, or local ``trunk_weights`` via timm's file overlay).
     """
     if trunk == "ir50":
         if pretrained and trunk_weights is None:

@@ -21,8 +21,14 @@ class SAM(torch.optim.Optimizer):
     restore exactly that state (param groups are shared), so checkpoints resume the base optimizer.
     """
 
-    def __init__(self, params, base_optimizer: type[torch.optim.Optimizer], rho: float = 0.05,
-                 adaptive: bool = False, **kwargs: Any):
+    def __init__(
+        self,
+        params,
+        base_optimizer: type[torch.optim.Optimizer],
+        rho: float = 0.05,
+        adaptive: bool = False,
+        **kwargs: Any,
+    ):
         if rho < 0:
             raise ValueError(f"invalid rho {rho}, must be non-negative")
         super().__init__(params, dict(rho=rho, adaptive=adaptive, **kwargs))

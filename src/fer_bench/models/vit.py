@@ -1,4 +1,4 @@
-"""The small token ViT of POSTER++/QCS (cls token, learned pos-embed, pre-norm blocks) and its SE-gated head."""
+"""The small token ViT of POSTER++/QCS (cls token, learned pos-embed, pre-norm blocks) and its SE head."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ class Mlp(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head self-attention through ``scaled_dot_product_attention`` (no attention dropout, as official)."""
+    """Multi-head self-attention via ``scaled_dot_product_attention`` (no attention dropout, as official)."""
 
     def __init__(self, dim: int, heads: int, qkv_bias: bool = True, dropout: float = 0.0):
         super().__init__()
@@ -45,7 +45,9 @@ class Attention(nn.Module):
 class Block(nn.Module):
     """Pre-norm transformer block: x + attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, dropout: float = 0.0):
+    def __init__(
+        self, dim: int, heads: int, mlp_ratio: float = 4.0, qkv_bias: bool = True, dropout: float = 0.0
+    ):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=LN_EPS)
         self.attn = Attention(dim, heads, qkv_bias, dropout)
@@ -61,7 +63,8 @@ class ViT(nn.Module):
     """Token encoder: prepend cls, add pos-embed, ``depth`` blocks, final LayerNorm (eps 1e-6).
 
     ``forward(tokens)`` takes B×num_tokens×dim and returns ``(cls, tokens)``, both after the final norm.
-    ``dropout`` acts on the pos-embedded input, the attention projection and the MLP (official ``drop_ratio``).
+    ``dropout`` acts on the pos-embedded input, the attention projection and the MLP (official
+    ``drop_ratio``).
     """
 
     def __init__(

@@ -1,0 +1,196 @@
+"""DDP on 2 CPU processes (``ddp_spawn``, gloo): exact test metrics, end-to-end training (lessons.md §1).
+
+State lost after ``ddp_spawn`` is expected (lessons §1.5), so these tests assert on the files a run writes.
+The synthetic test split is odd-sized (21 images: 3 subjects x 7 classes x 1), so a padding sampler would
+repeat an image, and with ``data.eval_batch_size=5`` rank 0 runs 3 test batches and rank 1 only 2: a per-step
+collective in an eval loop would pair up wrongly or hang (a watchdog turns a hang into a failure).
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import multiprocessing
+import threading
+from contextlib import contextmanager
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pandas as pd
+import pytest
+from omegaconf import OmegaConf
+
+from fer_bench.bench import runner
+from fer_bench.config import build_config, load_run_config
+from fer_bench.data.datamodule import FERDataModule
+from fer_bench.data.shard_samplers import EvalShardSampler
+from fer_bench.methods import METHODS
+
+WORLD = 2
+EVAL_BATCH = 5
+TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=64",
+        "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=16",
+        f"data.eval_batch_size={EVAL_BATCH}", "trainer.accelerator=cpu", "trainer.progress_bar=false",
+        "logger.wandb=false"]
+DDP = ["trainer.strategy=ddp_spawn", f"trainer.devices={WORLD}", "trainer.accelerator=cpu"]
+# Per-method tiny overrides on top of the method's own `profile=cpu`; a method appears once it is registered.
+METHOD_TINY = {"baseline": ["data.image_size=48"], "qcs": []}
+DDP_METHODS = [m for m in METHOD_TINY if m in METHODS]
+DEADLINE_S = 420  # per DDP launch sequence; a healthy one takes well under two minutes on 2 CPU cores
+
+
+def _config(method: str, tmp_path: Path, *extra: str):
+    return build_config([f"method={method}", *TINY, *METHOD_TINY[method], *extra,
+                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
+
+
+@contextmanager
+def _deadline(seconds: float):
+    """Kill this process's spawned ranks if they outlive ``seconds`` (a hung collective), so that the test
+    fails instead of waiting for gloo's 30-minute timeout."""
+    fired = threading.Event()
+
+    def kill_ranks() -> None:
+        fired.set()
+        for child in multiprocessing.active_children():
+            child.kill()
+
+    timer = threading.Timer(seconds, kill_ranks)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    except Exception as e:
+        if fired.is_set():
+            raise AssertionError(f"DDP ranks still running after {seconds}s and were killed: a hung "
+                                 "collective (per-step sync in an eval loop with unequal per-rank batch "
+                                 "counts?)") from e
+        raise
+    finally:
+        timer.cancel()
+    assert not fired.is_set(), f"DDP ranks were killed after {seconds}s"
+
+
+def _test_split_size(run_dir: Path) -> int:
+    return len((run_dir / "splits" / "test.txt").read_text().splitlines())
+
+
+def _check_odd_uneven_shards(n_test: int) -> None:
+    """The 2-rank test shards partition the split, and the ranks run different numbers of eval batches."""
+    assert n_test % 2 == 1, f"test split has {n_test} images; the test needs an odd size"
+    shards = [list(EvalShardSampler(n_test, rank, WORLD)) for rank in range(WORLD)]
+    assert sorted(shards[0] + shards[1]) == list(range(n_test))
+    batches = [-(-len(s) // EVAL_BATCH) for s in shards]
+    assert batches[0] != batches[1], batches
+
+
+def _retest(run_dir: Path, devices: int, strategy: str) -> dict:
+    """Re-test the run's best checkpoint from its saved config, edited to ``devices`` and ``strategy``;
+    returns the report file's content."""
+    path = run_dir / "config.yaml"
+    saved = OmegaConf.load(path)
+    saved.trainer.devices, saved.trainer.strategy, saved.trainer.accelerator = devices, strategy, "cpu"
+    path.write_text(OmegaConf.to_yaml(saved))
+    trainer = runner.build_trainer(load_run_config(run_dir), run_dir, loggers=[], callbacks=[])
+    assert trainer.world_size == devices  # the edited config really asks for `devices` processes
+    report_path = run_dir / "retest_best.json"
+    report_path.unlink(missing_ok=True)  # so that a report left by an earlier call cannot pass for this one
+    with _deadline(DEADLINE_S):
+        metrics = runner.test_run(run_dir, "best")
+    report = json.loads(report_path.read_text())
+    assert metrics == report["metrics"]
+    return report
+
+
+def _assert_same_report(multi: dict, single: dict, n_test: int) -> None:
+    cm = multi["confusion_matrix"]
+    assert sum(map(sum, cm)) == n_test, "every test image counted exactly once"
+    assert [sum(row) for row in cm] == [n_test // 7] * 7, "each class has one image per test subject"
+    assert cm == single["confusion_matrix"]
+    assert multi["metrics"] == single["metrics"]  # exact: both are computed from the same integer matrix
+    assert multi["per_class_acc"] == single["per_class_acc"]
+
+
+@pytest.mark.slow
+def test_two_process_test_equals_one_process_on_odd_test_set(tmp_path):
+    run_dir = runner.train_one(_config("baseline", tmp_path, "trainer.max_epochs=3"))  # 1 process
+    n_test = _test_split_size(run_dir)
+    _check_odd_uneven_shards(n_test)
+    trained_in_process = json.loads((run_dir / "test_best.json").read_text())
+
+    two = _retest(run_dir, WORLD, "ddp_spawn")
+    one = _retest(run_dir, 1, "auto")
+
+    _assert_same_report(two, one, n_test)
+    _assert_same_report(two, trained_in_process, n_test)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", DDP_METHODS)
+def test_ddp_spawn_training_runs_end_to_end(method, tmp_path):
+    cfg = _config(method, tmp_path, *DDP, "trainer.max_epochs=2")
+    with _deadline(DEADLINE_S):
+        run_dir = runner.train_one(cfg)
+
+    assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name], "one run directory, all ranks"
+    for name in ("config.yaml", "splits/train.txt", "splits/test.txt", "checkpoints/best.ckpt",
+                 "checkpoints/last.ckpt", "test_best.json", "test_last.json", "metrics.json",
+                 "logs/metrics.csv"):
+        assert (run_dir / name).is_file(), name
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["method"] == method and metrics["run_id"] == run_dir.name
+    assert metrics["epochs"] == 2, metrics
+    assert metrics["skipped_items"] == 0, metrics
+    # The fit's own log survives the test launches, and the best val score is that log's maximum.
+    logs = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    assert "val/acc" in logs and logs["val/acc"].notna().sum() == 2, logs.columns.tolist()
+    assert metrics["best_val_acc"] == pytest.approx(logs["val/acc"].max(), abs=1e-6), metrics
+    for kind in runner.CKPT_KINDS:
+        report = json.loads((run_dir / f"test_{kind}.json").read_text())
+        assert report["metrics"] == metrics[kind]
+        assert 0.0 <= metrics[kind]["test/acc"] <= 1.0
+    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    assert board["ckpt"].tolist() == ["best", "last"]
+    assert set(board["run_id"]) == {run_dir.name} and set(board["method"]) == {method}
+    assert board["epochs"].tolist() == [2, 2]
+    assert board["test/acc"].tolist() == pytest.approx([metrics[k]["test/acc"] for k in runner.CKPT_KINDS])
+
+    # The 2-process test of the best checkpoint equals a 1-process test of it.
+    n_test = _test_split_size(run_dir)
+    _check_odd_uneven_shards(n_test)
+    two = json.loads((run_dir / "test_best.json").read_text())
+    _assert_same_report(two, _retest(run_dir, 1, "auto"), n_test)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", DDP_METHODS)
+def test_eval_loops_log_no_per_step_synced_values(method, tmp_path, monkeypatch):
+    """A per-step ``self.log(..., sync_dist=True)`` in val/test is a collective per batch, which hangs or
+    mixes up values when ranks run different numbers of eval batches (lessons §1.1). Checked in one
+    process."""
+    signature = inspect.signature(pl.LightningModule.log)
+    original = pl.LightningModule.log
+    seen: list[tuple[str, bool, bool]] = []
+
+    def spy(self, *args, **kwargs):
+        trainer = self._trainer
+        if trainer is not None and (trainer.validating or trainer.testing or trainer.sanity_checking):
+            bound = signature.bind(self, *args, **kwargs)
+            bound.apply_defaults()
+            a = bound.arguments
+            seen.append((a["name"], a["on_step"] is True, bool(a["sync_dist"])))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(pl.LightningModule, "log", spy)
+    cfg = _config(method, tmp_path, "trainer.max_epochs=1")
+    run_dir = tmp_path / "run"
+    method_module = runner.build_method(cfg)
+    datamodule = FERDataModule(cfg.data, method_module.data_needs(), run_dir=run_dir, seed=cfg.seed)
+    trainer = runner.build_trainer(cfg, run_dir, loggers=[], callbacks=[])
+    trainer.validate(method_module, datamodule=datamodule, verbose=False)
+    trainer.test(method_module, datamodule=datamodule, verbose=False)
+
+    names = {name for name, _, _ in seen}
+    assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= names, names
+    per_step_synced = sorted({name for name, on_step, sync in seen if on_step and sync})
+    assert per_step_synced == [], f"per-step synced logging in an eval loop: {per_step_synced}"
