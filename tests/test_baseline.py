@@ -59,3 +59,28 @@ def test_cli_bench_on_a_hand_made_class_folder_tree(tmp_path):
     assert retest.returncode == 0, retest.stderr[-3000:]
     assert json.loads(retest.stdout[retest.stdout.index("{"):])["test/acc"] == pytest.approx(
         metrics["last"]["test/acc"], abs=1e-6)
+
+
+def test_faithful_protocol_scores_test_every_epoch_and_flags_it(tmp_path):
+    cfg = build_config([*TINY, "method.protocol=faithful", "trainer.max_epochs=2", "data.synth.per_subject=1",
+                        f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
+    run_dir = runner.train_one(cfg)
+    history = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    per_epoch = history["test_epoch/acc"].dropna()
+    assert len(per_epoch) == 2
+    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    flagged = board[board["ckpt"] == "best_test_epoch"]
+    assert len(flagged) == 1 and "optimistic" in flagged["selection"].iloc[0]
+    assert flagged["test/acc"].iloc[0] == pytest.approx(per_epoch.max())
+    assert set(board["ckpt"]) == {"best", "last", "best_test_epoch"}
+
+
+def test_corrected_protocol_serves_only_val_during_fit():
+    cfg = build_config(TINY)
+    from fer_bench.data.datamodule import DataNeeds, FERDataModule
+
+    dm = FERDataModule(cfg.data, DataNeeds(48), seed=0)
+    dm.setup()
+    assert dm.val_dataloader().dataset is dm.datasets["val"]
+    dm.needs.test_every_epoch = True
+    assert [loader.dataset for loader in dm.val_dataloader()] == [dm.datasets["val"], dm.datasets["test"]]

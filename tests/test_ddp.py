@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning.pytorch as pl
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 
 from fer_bench.bench import runner
@@ -96,16 +97,14 @@ def _retest(run_dir: Path, devices: int, strategy: str) -> dict:
     report_path = run_dir / "retest_best.json"
     report_path.unlink(missing_ok=True)  # so that a report left by an earlier call cannot pass for this one
     with _deadline(DEADLINE_S):
-        metrics = runner.test_run(run_dir, "best")
-    report = json.loads(report_path.read_text())
-    assert metrics == report["metrics"]
-    return report
+        runner.test_run(run_dir, "best")
+    return json.loads(report_path.read_text())
 
 
 def _assert_same_report(multi: dict, single: dict, n_test: int) -> None:
-    cm = multi["confusion_matrix"]
+    cm, classes = multi["confusion_matrix"], len(multi["class_names"])
     assert sum(map(sum, cm)) == n_test, "every test image counted exactly once"
-    assert [sum(row) for row in cm] == [n_test // 7] * 7, "each class has one image per test subject"
+    assert [sum(row) for row in cm] == [n_test // classes] * classes, "one image per class and test subject"
     assert cm == single["confusion_matrix"]
     assert multi["metrics"] == single["metrics"]  # exact: both are computed from the same integer matrix
     assert multi["per_class_acc"] == single["per_class_acc"]
@@ -140,6 +139,8 @@ def test_ddp_spawn_training_runs_end_to_end(method, tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["method"] == method and metrics["run_id"] == run_dir.name
     assert metrics["epochs"] == 2, metrics
+    last = torch.load(run_dir / "checkpoints" / "last.ckpt", map_location="cpu", mmap=True, weights_only=True)
+    assert last["epoch"] == 1, "last.ckpt holds the final epoch, even when val/acc stopped improving"
     assert metrics["skipped_items"] == 0, metrics
     # The fit's own log survives the test launches, and the best val score is that log's maximum.
     logs = pd.read_csv(run_dir / "logs" / "metrics.csv")

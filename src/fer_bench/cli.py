@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -105,8 +106,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         VERBS[argv[0]](argv[1:])
-    except (ConfigError, DataError) as e:
-        print(f"fer-bench: error: {e}", file=sys.stderr)
+    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("FER_BENCH_DEBUG"):
+            raise
+        print(f"fer-bench: error: {e}\n(set FER_BENCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
     return 0
 

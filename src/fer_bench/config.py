@@ -119,6 +119,7 @@ class TrainerConfig:
     limit_val_batches: float = 1.0
     limit_test_batches: float = 1.0
     gradient_clip_val: float | None = None
+    channels_last: bool = True
     progress_bar: bool = True
 
 
@@ -300,6 +301,7 @@ def _check_values(cfg: DictConfig) -> None:
         "data.target": ("expression", "compound"),
         "optim.name": ("adam", "adamw", "sgd"),
         "sched.name": ("none", "cosine", "exponential"),
+        "method.protocol": ("corrected", "faithful"),
     }
     for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)

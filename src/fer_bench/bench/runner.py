@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import lightning.pytorch as pl
+import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
@@ -93,7 +94,9 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     run_dir = resume or new_run_dir(cfg)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     method = build_method(cfg)
-    datamodule = FERDataModule(cfg.data, method.data_needs(), run_dir=run_dir, seed=cfg.seed,
+    needs = method.data_needs()
+    needs.test_every_epoch = cfg.method.protocol == "faithful"
+    datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
                                splits_from=run_dir / "splits" if resume else None)
     loggers = build_loggers(cfg, run_dir)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
@@ -115,9 +118,21 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
             "skipped_items": len(datamodule.problems.items),
             **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
         }
+        rows = [_leaderboard_row(cfg, summary, kind) for kind in CKPT_KINDS]
+        if needs.test_every_epoch:
+            summary["best_test_epoch"] = best_test_epoch(run_dir / "logs" / "metrics.csv")
+            rows.append({**rows[0], "ckpt": "best_test_epoch", "selection": "test (faithful; optimistic)",
+                         **summary["best_test_epoch"]})
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
-        leaderboard.append(Path(cfg.results_dir), [_leaderboard_row(cfg, summary, kind) for kind in CKPT_KINDS])
+        leaderboard.append(Path(cfg.results_dir), rows)
     return run_dir
+
+
+def best_test_epoch(metrics_csv: Path) -> dict:
+    """The paper-style figure: the test metrics of the epoch with the highest test accuracy."""
+    history = pd.read_csv(metrics_csv).dropna(subset=["test_epoch/acc"])
+    best = history.loc[history["test_epoch/acc"].idxmax()]
+    return {f"test/{k}": float(best[f"test_epoch/{k}"]) for k in ("acc", "uar", "f1")} | {"selected_epoch": int(best["epoch"])}
 
 
 def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str) -> dict:

@@ -37,6 +37,7 @@ class DataNeeds:
     std: tuple[float, ...] = (0.229, 0.224, 0.225)
     sampler: str = "random"  # random | balanced | quadruplet (extras: QuadrupletSampler options)
     extras: dict = field(default_factory=dict)
+    test_every_epoch: bool = False  # protocol=faithful: the test split rides along as a second val loader
 
 
 class FERDataset(Dataset):
@@ -182,7 +183,9 @@ class FERDataModule(pl.LightningDataModule):
         batch = self.cfg.eval_batch_size or self.per_device_batch(self.cfg.batch_size)
         return self._loader(dataset, EvalShardSampler(len(dataset), rank, world), batch)
 
-    def val_dataloader(self) -> DataLoader:
+    def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.needs.test_every_epoch:
+            return [self.eval_dataloader("val"), self.eval_dataloader("test")]
         return self.eval_dataloader("val")
 
     def test_dataloader(self) -> DataLoader:

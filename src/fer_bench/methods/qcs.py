@@ -8,6 +8,8 @@ evaluation use the base branch alone (``forward``), so the cross modules cost no
 
 from __future__ import annotations
 
+import torch
+
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
 from fer_bench.models.qcs_net import build_qcs_net, qcs_loss
@@ -37,7 +39,8 @@ class QCS(FERMethod):
         return self.net(images)
 
     def _loss(self, batch):
-        images = batch["images"].unbind(1)[: self.net.branches]
+        layout = torch.channels_last if self.cfg.trainer.channels_last else torch.contiguous_format
+        images = [x.contiguous(memory_format=layout) for x in batch["images"].unbind(1)[: self.net.branches]]
         base_logits, cross_logits = self.net.forward_quadruplet(*images)
         return qcs_loss(base_logits, cross_logits, batch["label"], batch["neg_label"])
 
