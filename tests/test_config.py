@@ -10,7 +10,7 @@ def test_merge_order_defaults_card_experiment_profile_overrides():
     cfg = build_config(["method=baseline", "data=synthetic", "profile=cpu", "optim.lr=0.5"])
     assert cfg.data.reader == "synthetic"  # from the data card
     assert cfg.data.synth.per_subject == 4  # data card over the package default (2)
-    assert cfg.backbone.name == "resnet10t"  # profile over experiment (resnet18)
+    assert cfg.backbone.name == "test_resnet"  # profile over experiment (resnet18)
     assert cfg.optim.lr == 0.5  # command line over profile
     assert cfg.optim.weight_decay == 1e-4  # experiment value kept
     assert cfg.method.name == "baseline" and cfg.profile == "cpu"

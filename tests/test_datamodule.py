@@ -8,7 +8,7 @@ from conftest import write_png
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.records import DataError
-from fer_bench.data.shard_samplers import ClassBalancedSampler, EvalShardSampler, ShuffleSampler
+from fer_bench.data.samplers import ClassBalancedSampler, EvalShardSampler, ShuffleSampler
 from fer_bench.data.splits import assign_splits
 
 

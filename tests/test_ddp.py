@@ -24,7 +24,7 @@ from omegaconf import OmegaConf
 from fer_bench.bench import runner
 from fer_bench.config import build_config, load_run_config
 from fer_bench.data.datamodule import FERDataModule
-from fer_bench.data.shard_samplers import EvalShardSampler
+from fer_bench.data.samplers import EvalShardSampler
 from fer_bench.methods import METHODS
 
 WORLD = 2

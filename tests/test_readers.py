@@ -34,7 +34,7 @@ def test_folder_reader_without_splits(tmp_path):
 
 
 def test_folder_reader_with_split_folders(tmp_path):
-    for split, folder in (("train", "train"), ("val", "validation"), ("test", "test")):
+    for folder in ("train", "validation", "test"):
         write_png(tmp_path / folder / "sad" / "a.png", _image(0))
         write_png(tmp_path / folder / "neutral" / "b.jpg", _image(1))
     records, _ = read_records(_data_cfg("folder", tmp_path))

@@ -37,8 +37,8 @@ def _print_headline(run_dirs: list[Path]) -> None:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         best, last = metrics["best"], metrics["last"]
         print(f"run {run_dir}")
-        print(f"  best (val-selected): acc {best['test/acc']:.4f}  uar {best['test/uar']:.4f}  f1 {best['test/f1']:.4f}")
-        print(f"  last:                acc {last['test/acc']:.4f}  uar {last['test/uar']:.4f}  f1 {last['test/f1']:.4f}")
+        for name, m in (("best (val-selected)", best), ("last", last)):
+            print(f"  {name:<20} acc {m['test/acc']:.4f}  uar {m['test/uar']:.4f}  f1 {m['test/f1']:.4f}")
 
 
 def cmd_bench(args: list[str]) -> None:

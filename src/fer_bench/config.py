@@ -212,7 +212,8 @@ def _merge(base: DictConfig, extra: DictConfig, source: str) -> DictConfig:
         return OmegaConf.merge(base, extra)
     except OmegaConfBaseException as e:
         key = getattr(e, "full_key", "") or "?"
-        raise ConfigError(f"bad value for config key '{key}' (from {source}): {e.msg if hasattr(e, 'msg') else e}") from None
+        reason = e.msg if hasattr(e, "msg") else e
+        raise ConfigError(f"bad value for config key '{key}' (from {source}): {reason}") from None
 
 
 def _load_yaml(path: Path, what: str, choices_dir: Path) -> DictConfig:

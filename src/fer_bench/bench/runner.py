@@ -77,13 +77,18 @@ def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> d
     """Test one checkpoint kind on a single-purpose trainer; returns the test report."""
     load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
     method.report_path = run_dir / f"test_{kind}.json"
+    # A CSV logger of its own: under ddp_spawn each launch re-creates the writer, which deletes an existing
+    # metrics.csv, so sharing the fit's logger would wipe logs/metrics.csv (and the previous test's rows).
+    loggers = [lg for lg in loggers if not isinstance(lg, CSVLogger)] + [
+        CSVLogger(str(run_dir), name="test", version=kind)]
     trainer = build_trainer(cfg, run_dir, loggers, callbacks=[])
     trainer.test(method, datamodule=datamodule, verbose=False)
     report = json.loads(method.report_path.read_text())
     if trainer.is_global_zero:
         png = confusion_matrix_png(report["confusion_matrix"], report["class_names"],
                                    run_dir / "plots" / f"confusion_{kind}.png",
-                                   f"{cfg.method.name} on {cfg.data.name} ({kind}): acc {report['metrics']['test/acc']:.3f}")
+                                   f"{cfg.method.name} on {cfg.data.name} ({kind}): "
+                                   f"acc {report['metrics']['test/acc']:.3f}")
         log_images(loggers, {f"plots/confusion_{kind}": png})
     return report
 
@@ -100,8 +105,12 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
                                splits_from=run_dir / "splits" if resume else None)
     loggers = build_loggers(cfg, run_dir)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
-                                 save_last=True, auto_insert_metric_name=False)
-    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint])
+                                 auto_insert_metric_name=False)
+    # Lightning >= 2.6 writes save_last's last.ckpt only when a top-k checkpoint is saved in the same step,
+    # i.e. a copy of best.ckpt once val/acc stops improving; a monitor-less callback saves every epoch.
+    last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
+                                      save_top_k=1, enable_version_counter=False)
+    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint, last_checkpoint])
     started = time.time()
     try:
         last = run_dir / "checkpoints" / "last.ckpt"
@@ -111,11 +120,17 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     finally:
         finish_wandb(loggers)
     if test and trainer.is_global_zero:
+        # Under ddp_spawn the fit ran in child processes: the checkpoint callback's score, the loop counters
+        # and the DataModule's state stayed there (specs/lessons.md §1.5); read them from the files instead.
+        states = {kind: torch.load(run_dir / "checkpoints" / f"{kind}.ckpt", map_location="cpu", mmap=True,
+                                   weights_only=True) for kind in CKPT_KINDS}
+        best_score = states["best"]["callbacks"][checkpoint.state_key]["best_model_score"]
+        skipped = run_dir / "skipped.csv"
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
-            "best_val_acc": float(checkpoint.best_model_score) if checkpoint.best_model_score is not None else None,
-            "epochs": trainer.current_epoch, "fit_seconds": round(fit_seconds, 1),
-            "skipped_items": len(datamodule.problems.items),
+            "best_val_acc": float(best_score) if best_score is not None else None,
+            "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
+            "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0,
             **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
         }
         rows = [_leaderboard_row(cfg, summary, kind) for kind in CKPT_KINDS]
@@ -132,7 +147,8 @@ def best_test_epoch(metrics_csv: Path) -> dict:
     """The paper-style figure: the test metrics of the epoch with the highest test accuracy."""
     history = pd.read_csv(metrics_csv).dropna(subset=["test_epoch/acc"])
     best = history.loc[history["test_epoch/acc"].idxmax()]
-    return {f"test/{k}": float(best[f"test_epoch/{k}"]) for k in ("acc", "uar", "f1")} | {"selected_epoch": int(best["epoch"])}
+    scores = {f"test/{k}": float(best[f"test_epoch/{k}"]) for k in ("acc", "uar", "f1")}
+    return scores | {"selected_epoch": int(best["epoch"])}
 
 
 def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str) -> dict:

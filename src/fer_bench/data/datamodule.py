@@ -20,8 +20,7 @@ from torch.utils.data import DataLoader, Dataset
 from fer_bench import labels as L
 from fer_bench.data.readers import dataset_root, read_records
 from fer_bench.data.records import DataError, Problems, read_rgb
-from fer_bench.data.samplers import QuadrupletSampler
-from fer_bench.data.shard_samplers import ClassBalancedSampler, EvalShardSampler, ShuffleSampler
+from fer_bench.data.samplers import ClassBalancedSampler, EvalShardSampler, QuadrupletSampler, ShuffleSampler
 from fer_bench.data.splits import assign_splits, load_splits, save_splits
 from fer_bench.data.transforms import eval_transform, train_transform
 

@@ -14,6 +14,7 @@ import lightning.pytorch as pl
 import torch
 import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
+from torchmetrics import Metric
 
 from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.metrics import ClassificationMetrics
@@ -37,6 +38,12 @@ class FERMethod(pl.LightningModule):
 
     # memory layout ---------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
+        # ddp_spawn on CPU hands this module to the ranks through shared memory. Lightning un-shares
+        # parameters and buffers, not torchmetrics states: every rank would add into the same tensors (counts
+        # doubled, a later launch starting from the previous one's counts). Fresh private states per process.
+        for module in self.modules():
+            if isinstance(module, Metric):
+                module.reset()
         if self.cfg.trainer.channels_last:  # NHWC convolutions: faster with oneDNN on CPU and tensor cores on GPU
             self.to(memory_format=torch.channels_last)
 

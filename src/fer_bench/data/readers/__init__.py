@@ -22,7 +22,8 @@ def dataset_root(data_cfg) -> Path:
         return synthetic.dataset_folder(data_cfg)
     if not data_cfg.root:
         where = f" Request it from: {data_cfg.request}." if data_cfg.request else ""
-        raise DataError(f"data set '{data_cfg.name}' needs its location: set data.root=/path/to/{data_cfg.name}.{where}")
+        raise DataError(
+            f"data set '{data_cfg.name}' needs its location: set data.root=/path/to/{data_cfg.name}.{where}")
     root = Path(data_cfg.root).expanduser()
     if not root.is_dir():
         raise DataError(f"data.root={root} for data set '{data_cfg.name}' is not a folder")
@@ -32,7 +33,8 @@ def dataset_root(data_cfg) -> Path:
 def read_records(data_cfg) -> tuple[pd.DataFrame, Problems]:
     """Read, normalise and check a data set; bad rows raise or are skipped per ``data.on_error``."""
     if data_cfg.reader not in READERS:
-        raise DataError(f"unknown reader '{data_cfg.reader}' in data card '{data_cfg.name}'; known: {', '.join(READERS)}")
+        known = ", ".join(READERS)
+        raise DataError(f"unknown reader '{data_cfg.reader}' in data card '{data_cfg.name}'; known: {known}")
     problems = Problems(data_cfg.on_error)
     root = dataset_root(data_cfg)
     try:
