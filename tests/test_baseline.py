@@ -13,13 +13,13 @@ from conftest import write_png
 from fer_bench.bench import runner
 from fer_bench.config import build_config
 
-TINY = ["profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=3", "data.synth.size=64",
+TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
         "trainer.progress_bar=false", "logger.wandb=false"]
 
 
 def test_baseline_learns_synthetic_faces_and_retests_identically(tmp_path):
-    cfg = build_config([*TINY, "trainer.max_epochs=8", f"runs_dir={tmp_path / 'runs'}",
+    cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
     run_dir = runner.train_one(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())

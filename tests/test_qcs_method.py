@@ -9,7 +9,7 @@ from fer_bench.bench import runner
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
 
-TINY = ["method=qcs", "profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=3", "data.synth.size=64",
+TINY = ["method=qcs", "profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=8", "method.dim=32", "method.image_size=64",
         "method.heads=2", "trainer.progress_bar=false", "logger.wandb=false"]
 
@@ -58,7 +58,7 @@ def test_sam_step_changes_the_weights_twice_and_shares_one_trunk():
 
 
 def test_qcs_learns_and_evaluation_never_touches_the_cross_modules(tmp_path):
-    cfg = build_config([*TINY, "trainer.max_epochs=10", f"runs_dir={tmp_path / 'runs'}",
+    cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
     calls = {"csa": 0, "vit_cross": 0}
     original_build = runner.build_method
