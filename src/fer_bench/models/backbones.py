@@ -23,11 +23,12 @@ class BackboneInfo:
     std: tuple[float, ...]
 
 
-def _strip(key: str) -> str:
+def strip_prefixes(key: str, prefixes: tuple[str, ...] = STRIP_PREFIXES) -> str:
+    """A state_dict key without its wrapper prefixes (``module.``, ``model.``, ...), however deeply nested."""
     changed = True
     while changed:
         changed = False
-        for prefix in STRIP_PREFIXES:
+        for prefix in prefixes:
             if key.startswith(prefix):
                 key, changed = key[len(prefix):], True
     return key
@@ -45,7 +46,7 @@ def load_state_dict_file(model: nn.Module, path: str | Path, ignore_prefixes: tu
     state = torch.load(path, map_location="cpu", weights_only=True)
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
-    state = {_strip(k): v for k, v in state.items()}
+    state = {strip_prefixes(k): v for k, v in state.items()}
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()

@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_bench.models.backbones import strip_prefixes
+
 IR50_UNITS = (3, 4, 14)
 IR50_CHANNELS = (64, 128, 256)
 _IGNORED_PREFIXES = ("output_layer.", "body4.")
@@ -79,12 +81,7 @@ class IR50Trunk(nn.Module):
 
 def _normalise_key(key: str, units: tuple[int, ...]) -> str | None:
     """Strip wrapper prefixes, map the flat InsightFace layout (``body.N``) to ``body1..3``; None = unused."""
-    stripped = True
-    while stripped:
-        stripped = False
-        for prefix in _STRIP_PREFIXES:
-            if key.startswith(prefix):
-                key, stripped = key[len(prefix) :], True
+    key = strip_prefixes(key, _STRIP_PREFIXES)
     match = re.match(r"body\.(\d+)\.(.*)", key)
     if match:
         index, rest = int(match.group(1)), match.group(2)
