@@ -19,7 +19,7 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from fer_bench import __version__
 from fer_bench.bench import leaderboard
@@ -183,8 +183,3 @@ def test_run(run_dir: Path, kind: str = "best") -> dict:
     trainer.test(method, datamodule=datamodule, verbose=False)
     return json.loads(method.report_path.read_text())["metrics"]
 
-
-def config_summary(cfg: DictConfig) -> str:
-    keys = ("method.name", "data.name", "backbone.name", "data.image_size", "data.batch_size", "optim.lr",
-            "trainer.max_epochs", "trainer.devices")
-    return ", ".join(f"{k}={OmegaConf.select(cfg, k)}" for k in keys)
