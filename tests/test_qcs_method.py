@@ -11,7 +11,7 @@ from fer_bench.data.datamodule import FERDataModule
 
 TINY = ["method=qcs", "profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=8", "method.dim=32",
-        "method.image_size=64", "method.heads=2", "trainer.progress_bar=false", "logger.wandb=false"]
+        "method.image_size=64", "method.heads=2", "optim.lr=1e-3", "trainer.progress_bar=false", "logger.wandb=false"]
 
 
 def _method_and_batch(*extra):
