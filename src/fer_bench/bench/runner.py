@@ -73,17 +73,22 @@ def load_weights(method: pl.LightningModule, ckpt_path: Path) -> None:
     method.load_state_dict(state["state_dict"])
 
 
-def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> dict:
-    """Test one checkpoint kind on a single-purpose trainer; returns the test report."""
+def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list, report_name: str):
+    """Load a checkpoint kind, test it, and read back the report the method wrote (files survive ddp_spawn)."""
     load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
-    method.report_path = run_dir / f"test_{kind}.json"
+    method.report_path = run_dir / f"{report_name}_{kind}.json"
     # A CSV logger of its own: under ddp_spawn each launch re-creates the writer, which deletes an existing
     # metrics.csv, so sharing the fit's logger would wipe logs/metrics.csv (and the previous test's rows).
     loggers = [lg for lg in loggers if not isinstance(lg, CSVLogger)] + [
-        CSVLogger(str(run_dir), name="test", version=kind)]
+        CSVLogger(str(run_dir), name=report_name, version=kind)]
     trainer = build_trainer(cfg, run_dir, loggers, callbacks=[])
     trainer.test(method, datamodule=datamodule, verbose=False)
-    report = json.loads(method.report_path.read_text())
+    return json.loads(method.report_path.read_text()), trainer, loggers
+
+
+def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> dict:
+    """Test one checkpoint kind after training, with its confusion-matrix plot; returns the test report."""
+    report, trainer, loggers = _test_checkpoint(cfg, method, datamodule, run_dir, kind, loggers, "test")
     if trainer.is_global_zero:
         png = confusion_matrix_png(report["confusion_matrix"], report["class_names"],
                                    run_dir / "plots" / f"confusion_{kind}.png",
@@ -176,10 +181,6 @@ def test_run(run_dir: Path, kind: str = "best") -> dict:
     cfg.logger.wandb = False
     method = build_method(cfg)
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed, splits_from=run_dir / "splits")
-    load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
-    method.report_path = run_dir / f"retest_{kind}.json"
-    trainer = build_trainer(cfg, run_dir, loggers=[CSVLogger(str(run_dir), name="retest", version=kind)],
-                            callbacks=[])
-    trainer.test(method, datamodule=datamodule, verbose=False)
-    return json.loads(method.report_path.read_text())["metrics"]
+    report, _, _ = _test_checkpoint(cfg, method, datamodule, run_dir, kind, [], "retest")
+    return report["metrics"]
 

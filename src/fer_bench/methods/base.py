@@ -33,7 +33,6 @@ class FERMethod(pl.LightningModule):
         self.num_classes = len(class_names)
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "class_names": class_names})
         self.eval_metrics = torch.nn.ModuleDict({s: ClassificationMetrics(self.num_classes) for s in STAGES})
-        self.test_report: dict | None = None
         self.report_path: Path | None = None
 
     # memory layout ---------------------------------------------------------------------------------------------
@@ -86,7 +85,7 @@ class FERMethod(pl.LightningModule):
         values = self._log_epoch_metrics("test")
         metric = self.eval_metrics["test"]
         per_class = metric.per_class().tolist()
-        self.test_report = {
+        report = {
             "metrics": values,
             "per_class_acc": dict(zip(self.class_names, per_class, strict=True)),
             "confusion_matrix": metric.confmat().tolist(),
@@ -95,7 +94,7 @@ class FERMethod(pl.LightningModule):
         metric.reset()
         if self.report_path is not None and self.global_rank == 0:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
-            self.report_path.write_text(json.dumps(self.test_report, indent=2))
+            self.report_path.write_text(json.dumps(report, indent=2))
 
     # optimisation --------------------------------------------------------------------------------------------
     def trainable_parameters(self):
