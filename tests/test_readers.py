@@ -67,7 +67,9 @@ def test_csv_reader_records_and_bad_rows(tmp_path):
     records, problems = read_records(_data_cfg("csv", tmp_path, "data.on_error=skip"))
     assert records["expression"].tolist() == [1, 3]
     assert records["valence"].tolist() == [0.5, -0.5] and records["subject"].tolist() == ["s1", "s2"]
-    assert [w.split(" ")[0] for w, _ in problems.items] == [f"{tmp_path / 'labels.csv'}:4", str(tmp_path)]
+    assert problems.items == [(f"{tmp_path / 'labels.csv'}:4", "unknown expression name 'bored'; known: neutral, "
+                               "happy, sad, surprise, fear, disgust, anger, contempt, other (and common aliases)"),
+                              (f"{tmp_path / 'labels.csv'}:5", f"missing image file {tmp_path / 'img/missing.png'}")]
 
 
 def test_csv_reader_missing_column(tmp_path):

@@ -15,6 +15,7 @@ from torch import nn
 
 from fer_bench import labels
 from fer_bench.data import synthetic as syn
+from fer_bench.data.cache import COMPLETE_MARKER, process_alive
 from fer_bench.data.synthetic import SynthSpec, contact_sheet, ensure_cached, generate, render_face
 
 # The prototypes as the spec writes them (an independent copy, so a wrong table in the module fails here).
@@ -230,7 +231,7 @@ TINY = SynthSpec(classes="basic7", size=16, subjects=3, per_subject=1)
 def test_cache_reuses_the_folder_without_rendering(tmp_path, monkeypatch):
     folder = ensure_cached(TINY, tmp_path, progress=False)
     assert folder == tmp_path / f"synthetic-{TINY.key()}"
-    assert (folder / syn.COMPLETE_MARKER).is_file() and (folder / "labels.csv").is_file()
+    assert (folder / COMPLETE_MARKER).is_file() and (folder / "labels.csv").is_file()
     mtime = (folder / "labels.csv").stat().st_mtime_ns
 
     def fail(*args, **kwargs):
@@ -255,12 +256,12 @@ def test_cache_ignores_a_folder_without_marker_and_stale_temporaries(tmp_path):
     (final / "images").mkdir(parents=True)
     (final / "labels.csv").write_text("half written\n")
     dead = 1
-    while syn._alive(dead):
+    while process_alive(dead):
         dead += 1
     stale = tmp_path / f".{final.name}.tmp-{socket.gethostname()}-{dead}-deadbeef"
     stale.mkdir()
     assert ensure_cached(TINY, tmp_path, progress=False) == final
-    assert (final / syn.COMPLETE_MARKER).is_file()
+    assert (final / COMPLETE_MARKER).is_file()
     assert len(read_table(final)) == 3 * 7
     assert not stale.exists()
 
@@ -291,7 +292,7 @@ def test_cache_uses_the_other_process_folder_when_it_wins_the_race(tmp_path, mon
     monkeypatch.setattr(syn, "generate", racing)
     final = ensure_cached(TINY, tmp_path, progress=False)
     assert final == tmp_path / f"synthetic-{TINY.key()}"
-    assert (final / syn.COMPLETE_MARKER).is_file()
+    assert (final / COMPLETE_MARKER).is_file()
     assert [p.name for p in tmp_path.iterdir()] == [final.name]
 
 
@@ -301,7 +302,7 @@ def test_cache_is_safe_for_two_processes_at_once(tmp_path):
     with mp.get_context("spawn").Pool(2) as pool:
         folders = pool.starmap(ensure_cached, [(TINY, tmp_path, False)] * 2)
     assert folders[0] == folders[1]
-    assert (folders[0] / syn.COMPLETE_MARKER).is_file()
+    assert (folders[0] / COMPLETE_MARKER).is_file()
     assert [p.name for p in tmp_path.iterdir()] == [folders[0].name]
     assert len(read_table(folders[0])) == 21
 

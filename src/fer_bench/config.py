@@ -46,6 +46,33 @@ class CsvOptions:
 
 
 @dataclass
+class FerplusOptions:
+    """FERPlus vote handling (microsoft/FERPlus src/ferplus.py): ``majority`` or ``probability``."""
+
+    label_mode: str = "majority"
+
+
+@dataclass
+class CkplusOptions:
+    """CK+ protocol: the last ``last_frames`` frames up to the peak carry the sequence's emotion; with
+    ``first_neutral`` the first frame is added as neutral."""
+
+    last_frames: int = 3
+    first_neutral: bool = True
+
+
+@dataclass
+class AbawOptions:
+    """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU) and the annotation folder names of the challenge edition."""
+
+    tasks: list[str] = field(default_factory=lambda: ["EXPR"])
+    annotations: str = "annotations"
+    expr: str = "EXPR_Classification_Challenge"
+    va: str = "VA_Estimation_Challenge"
+    au: str = "AU_Detection_Challenge"
+
+
+@dataclass
 class DataConfig:
     name: str = "synthetic"
     reader: str = "synthetic"
@@ -64,10 +91,16 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     on_error: str = "raise"
+    drop_outside_space: bool = False  # true: labels outside `space` are dropped and counted (AffectNet-7)
+    folds: int = 10  # subject-independent folds of data sets without official splits (CK+, CFEE)
+    fold: int = 0
     cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
     request: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     csv: CsvOptions = field(default_factory=CsvOptions)
+    ferplus: FerplusOptions = field(default_factory=FerplusOptions)
+    ckplus: CkplusOptions = field(default_factory=CkplusOptions)
+    abaw: AbawOptions = field(default_factory=AbawOptions)
     synth: SynthSpec = field(default_factory=SynthSpec)
 
 
@@ -120,6 +153,7 @@ class TrainerConfig:
     limit_test_batches: float = 1.0
     gradient_clip_val: float | None = None
     channels_last: bool = True
+    compile: bool = False  # torch.compile every network of the method (in place: checkpoints keep their keys)
     progress_bar: bool = True
 
 
@@ -298,6 +332,7 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
 def _check_values(cfg: DictConfig) -> None:
     choices = {
         "data.on_error": ("raise", "skip"),
+        "data.ferplus.label_mode": ("majority", "probability"),
         "data.sampler": ("random", "balanced"),
         "data.target": ("expression", "compound"),
         "optim.name": ("adam", "adamw", "sgd"),

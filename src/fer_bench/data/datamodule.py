@@ -18,7 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from fer_bench import labels as L
-from fer_bench.data.readers import dataset_root, read_records
+from fer_bench.data.readers import prepare, read_records
 from fer_bench.data.records import DataError, Problems, read_rgb
 from fer_bench.data.samplers import ClassBalancedSampler, EvalShardSampler, QuadrupletSampler, ShuffleSampler
 from fer_bench.data.splits import assign_splits, load_splits, save_splits
@@ -55,7 +55,7 @@ class FERDataset(Dataset):
         return len(self.paths)
 
     def image(self, i: int) -> torch.Tensor:
-        image = self.transform(image=read_rgb(self.paths[i]))["image"]
+        image = self.transform(image=read_rgb(self.paths[i], checked=True))["image"]
         return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
     def __getitem__(self, i: int) -> dict:
@@ -100,22 +100,31 @@ class FERDataModule(pl.LightningDataModule):
         return len(self.space)
 
     def prepare_data(self) -> None:
-        dataset_root(self.cfg)  # generates the synthetic cache once, on rank 0
+        prepare(self.cfg)  # generates the synthetic cache or decodes a cached reader's images once, on rank 0
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
     def _labels(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
-        """Rows with a label in the configured space, and their head indices."""
+        """Rows with a label in the configured space, and their head indices. Rows without a label of the target
+        are dropped and counted; a label outside the space is bad input unless ``data.drop_outside_space``."""
         column = records[self.cfg.target]
         usable = records[column.notna()]
+        self.problems.drop(f"no {self.cfg.target} label", len(records) - len(usable))
         position = {cid: i for i, cid in enumerate(self.space)}
         head = usable[self.cfg.target].map(position)
         outside = head.isna()
-        for path, value in zip(usable.loc[outside, "path"], usable.loc[outside, self.cfg.target], strict=True):
-            self.problems.add(path, f"{self.cfg.target} id {value} is outside label space '{self.cfg.space}'")
+        if self.cfg.drop_outside_space:
+            self.problems.drop(f"{self.cfg.target} outside label space '{self.cfg.space}'", int(outside.sum()))
+        else:
+            where = usable["source"].fillna(usable["path"]) if "source" in usable else usable["path"]
+            for w, value in zip(where[outside], usable.loc[outside, self.cfg.target], strict=True):
+                self.problems.add(w, f"{self.cfg.target} id {value} is outside label space '{self.cfg.space}'")
         self.problems.settle(self.cfg.name)
+        if len(usable) < len(records) or (outside.any() and self.cfg.drop_outside_space):
+            log.info("data %s: kept %d of %d rows with a %s label in space '%s'", self.cfg.name,
+                     int((~outside).sum()), len(records), self.cfg.target, self.cfg.space)
         kept = usable[~outside].reset_index(drop=True)
         return kept, head[~outside].astype(int).to_numpy()
 
@@ -133,6 +142,8 @@ class FERDataModule(pl.LightningDataModule):
             save_splits(records, split, self.run_dir / "splits")
             if self.problems.items:
                 self.problems.frame().to_csv(self.run_dir / "skipped.csv", index=False)
+            if self.problems.dropped:
+                self.problems.dropped_frame().to_csv(self.run_dir / "dropped.csv", index=False)
         self.records = records.assign(split=split, head=label)
         size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
         for name in ("train", "val", "test"):

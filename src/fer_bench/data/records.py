@@ -1,23 +1,36 @@
-"""The records table every reader returns, and the collector of bad-input problems.
+"""The records table every reader returns, the collector of bad-input problems, and the one image decoder.
 
 Columns (DESIGN.md): ``path, expression, compound, valence, arousal, au*, intensity, subject, split, domain``.
 ``expression`` and ``compound`` hold canonical ids (nullable integers); a dataset lacks what it does not have.
+Optional: ``prob<id>`` (a label distribution over canonical expression ids, FERPlus ``probability`` mode) and
+``source`` (the annotation ``file:line`` a row came from, used to name bad input).
 """
 
 from __future__ import annotations
 
+import logging
+import os
+import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import cv2
 import numpy as np
 import pandas as pd
+from PIL import Image
 
-from fer_bench.labels import AU_COLUMNS
+from fer_bench.labels import AU_COLUMNS, EXPRESSIONS
+
+log = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("path", "expression", "compound", "subject", "split", "domain")
-FLOAT_COLUMNS = ("valence", "arousal", "intensity", *AU_COLUMNS)
+PROB_COLUMNS = tuple(f"prob{i}" for i in range(len(EXPRESSIONS)))
+FLOAT_COLUMNS = ("valence", "arousal", "intensity", *AU_COLUMNS, *PROB_COLUMNS)
 SPLITS = ("train", "val", "test")
+# Decompression-bomb guard: images whose header declares more pixels are refused before any decoding.
+MAX_IMAGE_PIXELS = 8192 * 8192
+# What a complete file of these formats ends with (checked on its last bytes, padding stripped).
+END_MARKERS = {"JPEG": b"\xff\xd9", "PNG": b"IEND\xaeB`\x82"}
 
 
 class DataError(ValueError):
@@ -30,9 +43,19 @@ class Problems:
 
     on_error: str = "raise"
     items: list[tuple[str, str]] = field(default_factory=list)
+    dropped: dict[str, int] = field(default_factory=dict)
 
     def add(self, where: str, reason: str) -> None:
         self.items.append((where, reason))
+
+    def drop(self, reason: str, n: int = 1) -> None:
+        """Count rows a data set's own protocol removes (sentinels, unlabelled frames): not errors, never silent."""
+        if n:
+            self.dropped[reason] = self.dropped.get(reason, 0) + n
+
+    def log_dropped(self, dataset: str) -> None:
+        for reason, n in self.dropped.items():
+            log.info("data set '%s': dropped %d row(s): %s", dataset, n, reason)
 
     def settle(self, dataset: str) -> None:
         """Raise with the first problems listed unless the user asked to skip bad input."""
@@ -46,6 +69,9 @@ class Problems:
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.items, columns=["where", "reason"])
+
+    def dropped_frame(self) -> pd.DataFrame:
+        return pd.DataFrame(list(self.dropped.items()), columns=["reason", "count"])
 
 
 def normalise(df: pd.DataFrame) -> pd.DataFrame:
@@ -62,28 +88,70 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].astype("float64")
     out["path"] = out["path"].astype(str)
     ordered = [*REQUIRED_COLUMNS, *[c for c in FLOAT_COLUMNS if c in out]]
+    if "source" in out:
+        out["source"] = out["source"].astype("string")
+        ordered.append("source")
     return out[ordered].reset_index(drop=True)
 
 
-def read_rgb(path: str) -> np.ndarray:
-    """Decode an image file to an RGB uint8 HxWx3 array (grayscale expanded); the one decode path."""
+def image_problem(path: str) -> str | None:
+    """Why an image file cannot be used — missing, empty, not an image, over ``MAX_IMAGE_PIXELS``, truncated —
+    judged from its header and last bytes without decoding it; None when it looks sound."""
+    try:
+        with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size == 0:
+                return f"empty image file {path}"
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                    with Image.open(f) as image:
+                        kind, (width, height) = image.format, image.size
+            except Image.DecompressionBombError:
+                return f"image {path} declares more than {MAX_IMAGE_PIXELS} pixels (decompression-bomb limit)"
+            except (OSError, SyntaxError, ValueError):
+                return f"cannot read image file {path}: not a known image format or a damaged header"
+            if width * height > MAX_IMAGE_PIXELS:
+                return (f"image {path} declares {width}x{height} pixels, more than {MAX_IMAGE_PIXELS} "
+                        "(decompression-bomb limit)")
+            f.seek(max(0, size - 32))
+            tail = f.read().rstrip(b"\x00\r\n\t ")
+    except FileNotFoundError:
+        return f"missing image file {path}"
+    except OSError as e:
+        return f"cannot open image file {path}: {e.strerror}"
+    if kind in END_MARKERS and not tail.endswith(END_MARKERS[kind]):
+        return f"truncated image file {path} (no {kind} end marker)"
+    return None
+
+
+def read_rgb(path: str, checked: bool = False) -> np.ndarray:
+    """Decode an image file to an RGB uint8 HxWx3 array (grayscale expanded); the one decode path.
+
+    The file is checked first (``image_problem``): an oversized header is refused before any pixel is decoded.
+    ``checked=True`` skips that for files ``check_files`` has already passed (the training loader's hot path).
+    """
+    problem = None if checked else image_problem(path)
+    if problem:
+        raise DataError(problem)
     image = cv2.imread(path, cv2.IMREAD_COLOR_RGB)
     if image is None:
         raise DataError(f"cannot decode image {path}")
     return image
 
 
-def check_files(df: pd.DataFrame, problems: Problems, where: str) -> pd.DataFrame:
-    """Flag rows whose image file is missing or empty; returns the rows that remain."""
-    ok = []
-    for i, p in enumerate(df["path"]):
-        path = Path(p)
-        if not path.is_file():
-            problems.add(f"{where} row {i + 1}", f"missing image file {p}")
-            ok.append(False)
-        elif path.stat().st_size == 0:
-            problems.add(f"{where} row {i + 1}", f"empty image file {p}")
-            ok.append(False)
-        else:
-            ok.append(True)
-    return df[np.array(ok, dtype=bool)] if len(df) else df
+def check_files(df: pd.DataFrame, problems: Problems) -> pd.DataFrame:
+    """Flag rows whose image is missing, empty, unreadable, oversized or truncated; returns the rows that remain.
+
+    A problem is located at the row's ``source`` (annotation file and line) when the reader gave one, else at
+    the image path itself.
+    """
+    if df.empty:
+        return df
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        found = list(pool.map(image_problem, df["path"]))
+    where = df["source"].fillna(df["path"]) if "source" in df else df["path"]
+    for w, problem in zip(where, found, strict=True):
+        if problem:
+            problems.add(str(w), problem)
+    return df[np.array([p is None for p in found], dtype=bool)]

@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import socket
-import uuid
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -25,6 +21,7 @@ import pandas as pd
 from tqdm import tqdm
 
 from fer_bench import labels
+from fer_bench.data.cache import build_once
 
 RENDER_VERSION = 1  # bump when drawings change: it is part of the cache key
 DOMAINS: tuple[str, ...] = ("lab", "wild", "gray48", "film", "occluded")
@@ -33,7 +30,6 @@ AU_INDEX: dict[int, int] = {au: i for i, au in enumerate(labels.AUS)}
 JITTER = 0.15  # per-AU multiplicative jitter: intensity * U(1 - JITTER, 1 + JITTER)
 LEAK_MIN = 0.05
 VA_NOISE = 0.04
-COMPLETE_MARKER = ".complete"
 
 
 @dataclass(frozen=True)
@@ -785,48 +781,12 @@ def generate(spec: SynthSpec, out_dir: Path, progress: bool = True) -> pd.DataFr
 def ensure_cached(spec: SynthSpec, cache_root: Path, progress: bool = True) -> Path:
     """The folder of ``spec``'s data set under ``cache_root``, generated atomically on first use."""
     spec.validate()
-    cache_root = Path(cache_root)
-    final = cache_root / f"synthetic-{spec.key()}"
-    if (final / COMPLETE_MARKER).is_file():
-        return final
-    cache_root.mkdir(parents=True, exist_ok=True)
-    _remove_stale(cache_root, final)
-    tmp = cache_root / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    try:
+
+    def build(tmp: Path) -> None:
         generate(spec, tmp, progress=progress)
         (tmp / "spec.json").write_text(json.dumps({**asdict(spec), "domains": list(spec.domains)}, indent=1))
-        (tmp / COMPLETE_MARKER).write_text("ok\n")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    try:
-        os.replace(tmp, final)
-    except OSError:
-        if not (final / COMPLETE_MARKER).is_file():
-            raise
-        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first: use theirs
-    return final
 
-
-def _remove_stale(cache_root: Path, final: Path) -> None:
-    """Delete an unfinished folder of this key and temporaries left by dead processes on this host."""
-    if final.exists() and not (final / COMPLETE_MARKER).is_file():
-        shutil.rmtree(final, ignore_errors=True)
-    host = socket.gethostname()
-    for tmp in cache_root.glob(f".{final.name}.tmp-{host}-*"):
-        pid = tmp.name[len(f".{final.name}.tmp-{host}-"):].split("-")[0]
-        if pid.isdigit() and not _alive(int(pid)):
-            shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    return build_once(Path(cache_root) / f"synthetic-{spec.key()}", build)
 
 
 def contact_sheet(out_png: Path, size: int = 96, seed: int = 0, difficulty: str = "medium") -> Path:

@@ -39,7 +39,7 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     label_col = options.label_column
     for i, row in table.iterrows():
         line = f"{file}:{i + 2}"  # header is line 1
-        record = {"path": str(root / row[options.path_column])}
+        record = {"path": str(root / row[options.path_column]), "source": line}
         try:
             if label_col == "compound":
                 record["compound"] = _parse_label(row[label_col], compound_id, len(COMPOUNDS))

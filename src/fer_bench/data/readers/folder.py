@@ -7,19 +7,21 @@ validation, test/testing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
+from fer_bench.data.readers.common import images_in
 from fer_bench.data.records import Problems
 from fer_bench.labels import compound_id, expression_id
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 SPLIT_FOLDERS = {"train": "train", "training": "train", "val": "val", "valid": "val", "validation": "val",
                  "test": "test", "testing": "test"}
 
 
-def _label_columns(name: str) -> dict[str, int] | None:
+def label_columns(name: str) -> dict[str, int] | None:
+    """``{"expression": id}`` or ``{"compound": id}`` of a class name; None when it is neither."""
     try:
         return {"expression": expression_id(name)}
     except KeyError:
@@ -30,12 +32,14 @@ def _label_columns(name: str) -> dict[str, int] | None:
         return None
 
 
-def _class_rows(class_dir: Path, split: str | None, problems: Problems) -> list[dict]:
-    labels = _label_columns(class_dir.name)
+def class_rows(class_dir: Path, split: str | None, problems: Problems,
+               labels_of: Callable[[str], dict[str, int] | None] = label_columns) -> list[dict]:
+    """Rows of the images in one class folder; an unknown class name or an empty folder is a problem."""
+    labels = labels_of(class_dir.name)
     if labels is None:
         problems.add(str(class_dir), f"folder name '{class_dir.name}' is not a known expression or compound class")
         return []
-    images = sorted(p for p in class_dir.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
+    images = images_in(class_dir)
     if not images:
         problems.add(str(class_dir), "class folder holds no images")
     return [{"path": str(p), "split": split, **labels} for p in images]
@@ -50,8 +54,8 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
         for split_dir in split_dirs:
             split = SPLIT_FOLDERS[split_dir.name.lower()]
             for class_dir in sorted(d for d in split_dir.iterdir() if d.is_dir()):
-                rows.extend(_class_rows(class_dir, split, problems))
+                rows.extend(class_rows(class_dir, split, problems))
     else:
         for class_dir in subdirs:
-            rows.extend(_class_rows(class_dir, None, problems))
+            rows.extend(class_rows(class_dir, None, problems))
     return pd.DataFrame(rows, columns=["path", "split", "expression", "compound"])

@@ -1,0 +1,112 @@
+"""Folders built once under ``data.cache_dir``: written into a temporary folder, marked complete, then renamed
+into place atomically, so a killed build is never reused and two processes building at once are both safe.
+
+``cached_records`` uses this for readers whose images live inside another file (FER2013 pixels) or must be cut
+out of a larger picture (AffectNet, ExpW boxes): the images are decoded once into the folder, and the rest of the
+pipeline reads plain image paths like any other data set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import socket
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+from fer_bench.data.records import Problems
+
+COMPLETE_MARKER = ".complete"
+CACHE_VERSION = 1  # bump when a cached reader's output changes: it is part of every key
+
+
+def build_once(final: Path, build: Callable[[Path], None]) -> Path:
+    """``final``, built by ``build(tmp_folder)`` unless a complete copy already exists."""
+    if (final / COMPLETE_MARKER).is_file():
+        return final
+    final.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale(final)
+    tmp = final.parent / f".{final.name}.tmp-{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir()
+        build(tmp)
+        (tmp / COMPLETE_MARKER).write_text("ok\n")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    try:
+        os.replace(tmp, final)
+    except OSError:
+        if not (final / COMPLETE_MARKER).is_file():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)  # another process finished first: use theirs
+    return final
+
+
+def _remove_stale(final: Path) -> None:
+    """Delete an unfinished folder of this key and temporaries left by dead processes on this host."""
+    if final.exists() and not (final / COMPLETE_MARKER).is_file():
+        shutil.rmtree(final, ignore_errors=True)
+    host = socket.gethostname()
+    prefix = f".{final.name}.tmp-{host}-"
+    for tmp in final.parent.glob(f"{prefix}*"):
+        pid = tmp.name[len(prefix):].split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def source_key(name: str, sources: list[Path], options: dict) -> str:
+    """Cache folder name: the reader, a hash of its source files (path, size, mtime) and its options."""
+    stats = []
+    for path in sources:
+        st = path.stat()
+        stats.append([str(path.resolve()), st.st_size, st.st_mtime_ns])
+    blob = json.dumps({"sources": stats, "options": options, "version": CACHE_VERSION}, sort_keys=True)
+    return f"{name}-{hashlib.sha1(blob.encode()).hexdigest()[:12]}"
+
+
+Builder = Callable[[Path, Problems], pd.DataFrame]
+
+
+def cached_records(data_cfg, key: str, build: Builder, problems: Problems) -> pd.DataFrame:
+    """Records built once by ``build(folder, problems)`` (paths relative to the folder) and read back.
+
+    The problems and dropped-row counts found while building are saved with the images and replayed into
+    ``problems`` on every read, so a cached data set reports its bad input exactly like a fresh read.
+    """
+    final = Path(data_cfg.cache_dir).expanduser() / key
+
+    def build_into(tmp: Path) -> None:
+        found = Problems("skip")
+        table = build(tmp, found)
+        if not len(table.columns):
+            table = pd.DataFrame(columns=["path"])
+        table.to_csv(tmp / "records.csv", index=False)
+        found.frame().to_csv(tmp / "problems.csv", index=False)
+        (tmp / "dropped.json").write_text(json.dumps(found.dropped, indent=1))
+
+    folder = build_once(final, build_into)
+    table = pd.read_csv(folder / "records.csv", dtype={"path": str, "split": str, "source": str,
+                                                        "subject": str, "domain": str})
+    table["path"] = [str(folder / p) for p in table["path"]]
+    saved = pd.read_csv(folder / "problems.csv", dtype=str, keep_default_na=False)
+    for where, reason in saved.itertuples(index=False):
+        problems.add(where, reason)
+    for reason, n in json.loads((folder / "dropped.json").read_text()).items():
+        problems.drop(reason, n)
+    return table
