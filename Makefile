@@ -8,7 +8,7 @@ DATA ?= synthetic
 PROFILE ?= cpu
 ARGS ?=
 
-.PHONY: setup test test-fast bench lint clean
+.PHONY: setup test test-fast bench perf lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,6 +25,9 @@ test-fast: setup
 
 bench: setup
 	$(BIN)/fer-bench bench method=$(METHOD) data=$(DATA) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)
+
+perf: setup
+	WANDB_MODE=disabled $(BIN)/fer-bench perf $(ARGS)
 
 lint: setup
 	$(BIN)/ruff check src tests

@@ -45,11 +45,25 @@ class FERMethod(pl.LightningModule):
                 module.reset()
         if self.cfg.trainer.channels_last:  # NHWC convolutions: faster with oneDNN on CPU and tensor cores on GPU
             self.to(memory_format=torch.channels_last)
+        if self.cfg.trainer.compile:
+            for module in self.compile_targets():
+                if module._compiled_call_impl is None:
+                    module.compile()
+
+    def compile_targets(self) -> list[torch.nn.Module]:
+        """Networks ``trainer.compile=true`` compiles, in place (checkpoint keys do not change): the modules whose
+        ``__call__`` training and inference go through."""
+        return [child for child in self.children() if child is not self.eval_metrics]
 
     def on_after_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
         if self.cfg.trainer.channels_last and "image" in batch:
             batch["image"] = batch["image"].contiguous(memory_format=torch.channels_last)
         return batch
+
+    def inference_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Named outputs of the inference path, ``logits`` first: what ``predict`` writes and ``export`` emits.
+        Methods with more heads (valence/arousal, AUs) add their outputs (B or B×k tensors)."""
+        return {"logits": self(images)}
 
     # evaluation ----------------------------------------------------------------------------------------------
     def _eval_step(self, batch: dict, stage: str) -> None:

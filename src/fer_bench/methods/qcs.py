@@ -35,6 +35,9 @@ class QCS(FERMethod):
         extras = {"anchors": m.anchors, "negatives": m.negatives, "epoch_fraction": m.epoch_fraction}
         return DataNeeds(m.image_size, IMAGENET_MEAN, IMAGENET_STD, sampler="quadruplet", extras=extras)
 
+    def compile_targets(self) -> list[torch.nn.Module]:
+        return list(self.net.children())  # training enters through forward_quadruplet, not net.__call__
+
     def forward(self, images):
         return self.net(images)
 

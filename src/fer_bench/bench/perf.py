@@ -1,0 +1,373 @@
+"""``fer-bench perf``: fer-bench measured against the plain-PyTorch limit — a benchmark, never a test.
+
+For each method, on the configuration ``profile=cpu`` gives it plus the shared overrides (same backbone family,
+batch size and image size for all):
+
+- training images/s through the Lightning loop vs a plain loop doing the same forward/backward/step on the same
+  model and the same preloaded batches (ratio = framework overhead);
+- data-pipeline images/s (decode + albumentations + collate with the configured workers) vs training images/s;
+- inference images/s (batch 64) and latency (batch 1) in PyTorch eager and through the exported ONNX model;
+- peak memory of the training measurement.
+
+Every figure is the median of ``reps`` timed repetitions after a warm-up, with its min–max spread; both sides of a
+ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) and ``<out>/perf.md``.
+"""
+
+from __future__ import annotations
+
+import statistics
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fer_bench.bench.export import export_onnx
+from fer_bench.bench.inference import RunModel
+from fer_bench.bench.runner import build_method, build_trainer
+from fer_bench.config import build_config
+from fer_bench.data.datamodule import FERDataModule
+from fer_bench.models.qcs_net import qcs_loss
+from fer_bench.models.sam import SAM
+
+# The same batch for every method (QCS counts quadruplets: its step sees 4x the images of a baseline step).
+SHARED = ["data.batch_size=16"]
+# How each method is put on one backbone (timm name) for the comparison.
+BACKBONE_KEYS = {"baseline": "backbone.name", "qcs": "method.trunk", "multitask": "backbone.name"}
+# Targets of the perf issue: (measure, comparison, bound).
+TARGETS = {
+    "framework_overhead": ("<=", 1.10),
+    "loader_vs_training": (">=", 2.0),
+    "qcs_quadruplet_vs_baseline_step": ("<=", 4.5),
+    "qcs_inference_vs_base_branch": ("<=", 1.05),
+}
+
+
+@dataclass
+class Timing:
+    """Seconds per repetition: median and spread."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.samples), max(self.samples)
+
+
+def time_reps(fn: Callable[[], None], reps: int, warmup: int = 1) -> Timing:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return Timing(samples)
+
+
+class PeakMemory:
+    """Peak memory inside the block: CUDA allocator peak on GPU, else the process's resident set, sampled."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak_bytes = device, 0
+
+    def _rss(self) -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.005):
+            self.peak_bytes = max(self.peak_bytes, self._rss())
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            self._stop = threading.Event()
+            self.peak_bytes = self._rss()
+            self._thread = threading.Thread(target=self._sample, daemon=True)
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self._stop.set()
+            self._thread.join()
+
+
+# --- the plain-PyTorch side: what a user would write by hand, per method -----------------------------------------
+def _plain_baseline_loss(method, batch: dict) -> torch.Tensor:
+    return F.cross_entropy(method.head(method.backbone(batch["image"])), batch["label"])
+
+
+def _plain_qcs_loss(method, batch: dict) -> torch.Tensor:
+    images = [x.contiguous(memory_format=torch.channels_last) for x in batch["images"].unbind(1)]
+    base, cross = method.net.forward_quadruplet(*images[: method.net.branches])
+    return qcs_loss(base, cross, batch["label"], batch["neg_label"])[0]
+
+
+PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss}
+
+
+def _plain_step(method, optimizer, loss_fn, batch: dict) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(method, batch).backward()
+    if isinstance(optimizer, SAM):
+        optimizer.first_step(zero_grad=True)
+        loss_fn(method, batch).backward()
+        optimizer.second_step(zero_grad=True)
+    else:
+        optimizer.step()
+
+
+def _images_in(batch: dict) -> int:
+    return batch["images"].shape[0] * batch["images"].shape[1] if "images" in batch else batch["image"].shape[0]
+
+
+def _channels_last(batch: dict) -> dict:
+    return {k: v.contiguous(memory_format=torch.channels_last) if k == "image" else v for k, v in batch.items()}
+
+
+class _StepTimer(pl.Callback):
+    """Per-epoch wall time from the start of batch 1 to the end of the last batch (steady state)."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx == 1:
+            self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == trainer.num_training_batches - 1:
+            self.samples.append(time.perf_counter() - self._started)
+
+
+def _fresh_method(cfg: DictConfig):
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    method.setup("fit")  # channels_last as in a real run
+    return method
+
+
+def measure_training(cfg: DictConfig, batches: list[dict], reps: int, workdir: Path) -> dict:
+    """Seconds per step through fer-bench's Lightning loop and through the plain loop, same batches."""
+    steps = len(batches) - 1
+    perf_cfg = cfg.copy()
+    perf_cfg.trainer.max_epochs = reps + 1
+    perf_cfg.trainer.limit_val_batches = 0
+    perf_cfg.trainer.progress_bar = False
+    timer = _StepTimer()
+    method = _fresh_method(perf_cfg)
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer = build_trainer(perf_cfg, workdir, [CSVLogger(str(workdir), name="perf")], [timer])
+    loader = DataLoader(batches, batch_size=None, shuffle=False)
+    device = torch.device("cuda" if perf_cfg.trainer.accelerator == "gpu" else "cpu")
+    with PeakMemory(device) as memory:
+        trainer.fit(method, train_dataloaders=loader)
+    framework = Timing([s / steps for s in timer.samples[1:]])  # epoch 0 is the warm-up
+
+    plain_method = _fresh_method(perf_cfg).to(device).train()
+    optimizer = plain_method.configure_optimizers()["optimizer"]
+    loss_fn = PLAIN_LOSSES[cfg.method.name]
+    on_device = [_channels_last({k: v.to(device) for k, v in b.items()}) for b in batches[1:]]
+
+    def plain_epoch() -> None:
+        for batch in on_device:
+            _plain_step(plain_method, optimizer, loss_fn, batch)
+
+    plain = time_reps(plain_epoch, reps)
+    plain = Timing([s / steps for s in plain.samples])
+    return {"framework": framework, "plain": plain, "images_per_step": _images_in(batches[0]),
+            "peak_bytes": memory.peak_bytes}
+
+
+def measure_loader(datamodule: FERDataModule, reps: int) -> tuple[Timing, int]:
+    """Seconds per full pass of the configured training loader (workers started by the warm-up pass)."""
+    loader = datamodule.train_dataloader()
+    counted = []
+
+    def one_pass() -> None:
+        counted.append(sum(_images_in(b) for b in loader))
+
+    return time_reps(one_pass, reps), counted[-1]
+
+
+def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64) -> dict:
+    """Eager and ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
+    size = model.needs.image_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    layout = torch.channels_last if model.cfg.trainer.channels_last else torch.contiguous_format
+    method = model.method.eval()
+    eager_images = images.contiguous(memory_format=layout)
+    with torch.no_grad():  # the run's memory layout; export below switches the model to NCHW
+        eager_batch = time_reps(lambda: method(eager_images), reps)
+        eager_one = time_reps(lambda: method(eager_images[:1]), reps * 4)
+    report = export_onnx(model, export_dir, images[:4])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    one = images[:1]
+    onnx_batch = time_reps(lambda: session.run(["logits"], {"images": images.numpy()}), reps)
+    onnx_one = time_reps(lambda: session.run(["logits"], {"images": one.numpy()}), reps * 4)
+    return {"eager_batch": eager_batch, "eager_one": eager_one, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
+            "batch": batch, "max_abs_diff": max(report["max_abs_diff"].values())}
+
+
+class _BaseBranchOnly(torch.nn.Module):
+    """QCS's inference modules assembled without the rest of the network: the reference for its test-time cost."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.trunk, self.tokens, self.vit_base, self.head_base = net.inference_modules()
+
+    def forward(self, x):
+        return self.head_base(self.vit_base(self.tokens(self.trunk(x)))[0])
+
+
+def measure_qcs_inference(method, reps: int, batch: int = 64) -> tuple[Timing, Timing]:
+    """QCS ``forward`` vs its base branch alone, same weights and input, interleaved repetitions."""
+    size = method.cfg.method.image_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    images = images.contiguous(memory_format=torch.channels_last)
+    base = _BaseBranchOnly(method.net).eval()
+    method.eval()
+    full, alone = [], []
+    with torch.no_grad():
+        for fn in (method, base):
+            fn(images)
+        for _ in range(reps):
+            full.append(time_reps(lambda: method(images), 1, warmup=0).samples[0])
+            alone.append(time_reps(lambda: base(images), 1, warmup=0).samples[0])
+    return Timing(full), Timing(alone)
+
+
+def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
+    low, high = (timing.spread if timing else (value, value))
+    return {"method": method, "measure": measure, "value": value, "unit": unit,
+            "spread_low": low, "spread_high": high, "reps": len(timing.samples) if timing else 1, "note": note}
+
+
+def _rate(images: int, timing: Timing) -> Timing:
+    """Seconds per repetition → images/s per repetition (spread follows)."""
+    return Timing([images / s for s in timing.samples])
+
+
+def _ms(timing: Timing) -> Timing:
+    return Timing([s * 1e3 for s in timing.samples])
+
+
+def _target_row(method: str, target: str, ratio: float, detail: str) -> dict:
+    op, bound = TARGETS[target]
+    met = ratio <= bound if op == "<=" else ratio >= bound
+    return {"method": method, "target": target, "ratio": ratio, "bound": f"{op} {bound}",
+            "status": "met" if met else "missed", "detail": detail}
+
+
+def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir: Path,
+                backbone: str) -> tuple[list, list, dict]:
+    """All measures of one method: (measure rows, target rows, figures kept for cross-method targets)."""
+    cfg = build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
+                        f"{BACKBONE_KEYS[name]}={backbone}", *overrides])
+    method = build_method(cfg)
+    datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batches = []
+    for batch in datamodule.train_dataloader():
+        batches.append(batch)
+        if len(batches) == steps + 1:
+            break
+    training = measure_training(cfg, batches, reps, workdir / name)
+    per_step = training["images_per_step"]
+    framework_rate, plain_rate = _rate(per_step, training["framework"]), _rate(per_step, training["plain"])
+    loader_time, loader_images = measure_loader(datamodule, reps)
+    loader_rate = _rate(loader_images, loader_time)
+    model = RunModel(workdir / name, cfg, _fresh_method(cfg), method.data_needs())
+    inference = measure_inference(model, workdir / name / "export", reps)
+    b = inference["batch"]
+    rows = [
+        _row(name, "train images/s (fer-bench)", framework_rate, framework_rate.median, "images/s"),
+        _row(name, "train images/s (plain PyTorch)", plain_rate, plain_rate.median, "images/s"),
+        _row(name, "train step (fer-bench)", _ms(training["framework"]), training["framework"].median * 1e3, "ms",
+             f"{per_step} images per step"),
+        _row(name, "loader images/s", loader_rate, loader_rate.median, "images/s",
+             f"num_workers={cfg.data.num_workers}"),
+        _row(name, f"inference images/s eager (batch {b})", _rate(b, inference["eager_batch"]),
+             b / inference["eager_batch"].median, "images/s"),
+        _row(name, f"inference images/s onnx (batch {b})", _rate(b, inference["onnx_batch"]),
+             b / inference["onnx_batch"].median, "images/s"),
+        _row(name, "latency eager (batch 1)", _ms(inference["eager_one"]), inference["eager_one"].median * 1e3, "ms"),
+        _row(name, "latency onnx (batch 1)", _ms(inference["onnx_one"]), inference["onnx_one"].median * 1e3, "ms",
+             f"parity max abs diff {inference['max_abs_diff']:.1e}"),
+        _row(name, "peak memory (training)", None, training["peak_bytes"] / 2**20, "MiB"),
+    ]
+    overhead = training["framework"].median / training["plain"].median
+    targets = [
+        _target_row(name, "framework_overhead", overhead,
+                    f"{framework_rate.median:.0f} vs {plain_rate.median:.0f} images/s"),
+        _target_row(name, "loader_vs_training", loader_rate.median / framework_rate.median,
+                    f"{loader_rate.median:.0f} vs {framework_rate.median:.0f} images/s"),
+    ]
+    if name == "qcs":
+        full, alone = measure_qcs_inference(model.method, reps * 2)
+        targets.append(_target_row(name, "qcs_inference_vs_base_branch", full.median / alone.median,
+                                   f"{full.median * 1e3:.1f} vs {alone.median * 1e3:.1f} ms per batch of 64"))
+    return rows, targets, {"step": training["framework"].median, "batch": cfg.data.batch_size}
+
+
+def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int = 5, steps: int = 12,
+             backbone: str = "resnet18") -> Path:
+    """Measure every method on one timm ``backbone``; write ``perf.csv``, ``perf_targets.csv`` and ``perf.md`` in
+    ``out_dir``; returns the markdown path."""
+    rows, targets, kept = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="fer-bench-perf-") as tmp:
+        for name in tqdm(methods, desc="perf", unit="method"):
+            method_rows, method_targets, kept[name] = perf_method(name, overrides, reps, steps, Path(tmp), backbone)
+            rows += method_rows
+            targets += method_targets
+    if "qcs" in kept and "baseline" in kept:
+        q, b = kept["qcs"], kept["baseline"]
+        targets.append(_target_row("qcs", "qcs_quadruplet_vs_baseline_step", q["step"] / b["step"],
+                                   f"{q['batch']} quadruplets {q['step'] * 1e3:.0f} ms vs {b['batch']} images "
+                                   f"{b['step'] * 1e3:.0f} ms"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measures, verdicts = pd.DataFrame(rows), pd.DataFrame(targets)
+    measures.to_csv(out_dir / "perf.csv", index=False)
+    verdicts.to_csv(out_dir / "perf_targets.csv", index=False)
+    md = out_dir / "perf.md"
+    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *overrides], reps, steps))
+    return md
+
+
+def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[str], reps: int, steps: int) -> str:
+    shown = measures.assign(
+        value=measures["value"].map(lambda v: f"{v:,.1f}"),
+        spread=[f"{lo:,.1f}–{hi:,.1f}" if n > 1 else "" for lo, hi, n in
+                zip(measures["spread_low"], measures["spread_high"], measures["reps"], strict=True)],
+    )[["method", "measure", "value", "unit", "spread", "note"]]
+    targets = verdicts.assign(ratio=verdicts["ratio"].map(lambda r: f"{r:.2f}×"))
+    threads = torch.get_num_threads()
+    return (
+        "# fer-bench perf\n\n"
+        f"Median of {reps} repetitions after warm-up ({steps} training steps each); spread = min–max. "
+        f"torch {torch.__version__}, {threads} threads; overrides: {' '.join(overrides) or 'none'}.\n\n"
+        "## Targets\n\n" + targets.to_markdown(index=False) + "\n\n## Measures\n\n"
+        + shown.to_markdown(index=False) + "\n"
+    )

@@ -1,0 +1,113 @@
+"""A trained run applied outside training: predict reproduces the test accuracy, ONNX export matches PyTorch."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from fer_bench.bench import predict, runner
+from fer_bench.bench.export import export_onnx
+from fer_bench.bench.inference import RunModel, load_run_model
+from fer_bench.config import ConfigError, build_config
+from fer_bench.methods import METHODS
+
+TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
+        "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
+        "trainer.progress_bar=false", "logger.wandb=false"]
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _cli(*args):
+    return subprocess.run([sys.executable, "-m", "fer_bench.cli", *args], capture_output=True, text=True, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def trained_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={out / 'runs'}", f"results_dir={out / 'results'}"])
+    return runner.train_one(cfg)
+
+
+def test_predict_on_a_folder_reproduces_the_reported_test_accuracy(trained_run, tmp_path):
+    reported = json.loads((trained_run / "metrics.json").read_text())["best"]["test/acc"]
+    assert reported > 1 / 7 + 0.2  # a model that learned something, so agreement is not trivial
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    truth = {}
+    labels = pd.read_csv(Path(trained_run.joinpath("splits", "test.txt").read_text().split("\n")[0]).parents[2]
+                         / "labels.csv")
+    expression_of = dict(zip(labels["path"].map(lambda p: Path(p).name), labels["expression"], strict=True))
+    for path in (trained_run / "splits" / "test.txt").read_text().splitlines():
+        (folder / Path(path).name).symlink_to(path)
+        truth[Path(path).name] = expression_of[Path(path).name]
+    out = tmp_path / "preds.csv"
+    result = _cli("predict", f"run={trained_run}", f"input={folder}", f"out={out}", "batch=7")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "images/s" in result.stdout
+    preds = pd.read_csv(out)
+    assert len(preds) == len(truth)
+    probs = preds.filter(like="prob_")
+    assert list(probs.columns) == [f"prob_{c}" for c in load_run_model(trained_run).class_names]
+    assert np.allclose(probs.sum(axis=1), 1.0, atol=1e-5)
+    accuracy = np.mean([p == truth[Path(f).name] for f, p in zip(preds["path"], preds["pred"], strict=True)])
+    assert accuracy == pytest.approx(reported, abs=1e-6)  # float32 report; one image would be 8e-3
+
+
+def test_collect_inputs_reads_a_csv_relative_to_its_folder_and_names_a_bad_one(tmp_path):
+    (tmp_path / "a.png").write_bytes(b"")
+    (tmp_path / "list.csv").write_text("path\na.png\n")
+    assert predict.collect_inputs(tmp_path / "list.csv") == [str(tmp_path / "a.png")]
+    (tmp_path / "bad.csv").write_text("file\na.png\n")
+    with pytest.raises(ConfigError, match=r"bad.csv: a prediction CSV needs a 'path' column; it has \['file'\]"):
+        predict.collect_inputs(tmp_path / "bad.csv")
+    with pytest.raises(ConfigError, match="input=.*nowhere does not exist"):
+        predict.collect_inputs(tmp_path / "nowhere")
+
+
+def test_largest_face_is_cropped_with_a_clipped_margin():
+    image = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(100, 80, 3)
+    boxes = np.array([[5, 5, 10, 10], [20, 30, 40, 50]], dtype=np.float32)
+    crop = predict.largest_face_crop(image, boxes, margin=0.25)
+    # largest box x 20..60, y 30..80, enlarged by 10 / 12.5 px and clipped to the 80×100 image
+    assert np.array_equal(crop, image[17:92, 10:70])
+    assert predict.largest_face_crop(image, np.zeros((0, 4)), 0.2) is None
+
+
+def test_a_missing_detector_model_is_named():
+    with pytest.raises(ConfigError, match="detector=/no/yunet.onnx not found"):
+        predict.YuNetDetector("/no/yunet.onnx")
+
+
+@pytest.mark.parametrize("name", sorted(METHODS))
+def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
+    cfg = build_config([f"method={name}", *TINY])
+    torch.manual_seed(0)
+    method = runner.build_method(cfg).eval()
+    needs = method.data_needs()
+    model = RunModel(tmp_path, cfg, method, needs)
+    images = torch.randn(3, 3, needs.image_size, needs.image_size)
+    report = export_onnx(model, tmp_path / "export", images, atol=1e-4)
+    meta = json.loads((tmp_path / "export" / "model.json").read_text())
+    assert meta["outputs"][0] == "logits" and meta["input"]["size"] == needs.image_size
+    assert max(report["max_abs_diff"].values()) <= 1e-4
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    five = torch.randn(5, 3, needs.image_size, needs.image_size)
+    logits = session.run(["logits"], {"images": five.numpy()})[0]  # the batch axis is dynamic
+    assert logits.shape == (5, method.num_classes)
+    assert np.abs(logits - method(five).detach().numpy()).max() <= 1e-4
+
+
+def test_export_cli_writes_the_model_next_to_the_run(trained_run):
+    result = _cli("export", f"run={trained_run}", "format=onnx")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "max abs difference: logits" in result.stdout
+    assert (trained_run / "export" / "model.onnx").is_file()
+    bad = _cli("export", f"run={trained_run}", "format=tflite")
+    assert bad.returncode == 2 and "format=tflite: only onnx is supported" in bad.stderr
