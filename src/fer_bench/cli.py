@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import csv
 import json
 import os
 import sys
@@ -17,8 +18,20 @@ verbs:
   bench  method=M data=D [key=value ...]   train every seed, select on val, test best and last, add leaderboard rows
   train  method=M data=D [key=value ...]   train one seed (no test data touched); prints the run directory
   test   run=DIR [ckpt=best|last]          re-test a finished run on its saved test split
+  predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] [detector=yunet.onnx] [margin=0.2]
+                                           class probabilities (and the method's other outputs) per image
+  export run=DIR [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]
+                                           the inference path as ONNX, checked against PyTorch (onnxruntime)
+  perf   [methods=baseline,qcs] [backbone=resnet18] [reps=5] [steps=12] [out=results] [key=value ...]
+                                           fer-bench vs a plain PyTorch loop: results/perf.csv + perf.md
   synth  --out DIR [field=value ...]       write a synthetic face data set (images/<split>/*.png + labels.csv)
   synth  --sheet FILE.png                  render a contact sheet: one row per class, one column per domain
+  extract run=DIR [ckpt=best|last] [out=F] [data=D key=value ...]
+                                           multitask embeddings + scores of every image -> parquet
+  downstream features=F.parquet task=expr|va|au|intensity|ce [key=value ...]
+                                           fit a head on frozen features (train), select/tune on val, score test
+  convert src=OLD.pt backbone=NAME out=NEW.pt --trust-pickle
+                                           rebuild a pickled HSEmotion model as a plain state_dict (unsafe input)
 """
 
 
@@ -32,13 +45,26 @@ def _pop(args: list[str], key: str, default: str | None = None) -> tuple[str | N
     return value, rest
 
 
+def skipped_line(run_dir: Path) -> str | None:
+    """The summary line for bad input skipped with ``data.on_error=skip`` (listed in ``<run>/skipped.csv``)."""
+    skipped = run_dir / "skipped.csv"
+    if not skipped.is_file():
+        return None
+    with open(skipped, newline="") as f:
+        count = sum(1 for _ in csv.reader(f)) - 1  # minus the header
+    return f"  skipped {count} bad input item(s) (data.on_error=skip); listed in {skipped}"
+
+
 def _print_headline(run_dirs: list[Path]) -> None:
     for run_dir in run_dirs:
         metrics = json.loads((run_dir / "metrics.json").read_text())
         best, last = metrics["best"], metrics["last"]
         print(f"run {run_dir}")
         for name, m in (("best (val-selected)", best), ("last", last)):
-            print(f"  {name:<20} acc {m['test/acc']:.4f}  uar {m['test/uar']:.4f}  f1 {m['test/f1']:.4f}")
+            extra = "".join(f"  {k} {m[f'test/{k}']:.4f}" for k in ("ccc_v", "ccc_a", "au_f1") if f"test/{k}" in m)
+            print(f"  {name:<20} acc {m['test/acc']:.4f}  uar {m['test/uar']:.4f}  f1 {m['test/f1']:.4f}{extra}")
+        if line := skipped_line(run_dir):
+            print(line)
 
 
 def cmd_bench(args: list[str]) -> None:
@@ -58,17 +84,84 @@ def cmd_train(args: list[str]) -> None:
 
     run_dir = runner.train_one(cfg, test=False)
     print(f"run {run_dir}")
+    if line := skipped_line(run_dir):
+        print(line)
+
+
+def _verb_args(args: list[str], usage: str, required: tuple[str, ...], optional: dict[str, str]) -> dict[str, str]:
+    """``key=value`` arguments of a run-level verb: every required key present, no unknown key."""
+    values = dict(optional)
+    for a in args:
+        key, sep, value = a.partition("=")
+        if not sep or key not in (*required, *optional):
+            raise ConfigError(f"unexpected argument {a!r}\nusage: {usage}")
+        values[key] = value
+    missing = [k for k in required if k not in values]
+    if missing:
+        raise ConfigError(f"missing {', '.join(k + '=' for k in missing)}\nusage: {usage}")
+    return values
 
 
 def cmd_test(args: list[str]) -> None:
-    run, args = _pop(args, "run")
-    kind, args = _pop(args, "ckpt", "best")
-    if not run or args:
-        raise ConfigError("usage: fer-bench test run=<run dir> [ckpt=best|last]")
+    a = _verb_args(args, "fer-bench test run=<run dir> [ckpt=best|last]", ("run",), {"ckpt": "best"})
     from fer_bench.bench import runner
 
-    metrics = runner.test_run(Path(run), kind)
+    metrics = runner.test_run(Path(a["run"]), a["ckpt"])
     print(json.dumps(metrics, indent=2))
+
+
+def cmd_predict(args: list[str]) -> None:
+    a = _verb_args(args, "fer-bench predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] "
+                   "[detector=FILE] [margin=0.2]", ("run", "input", "out"),
+                   {"ckpt": "best", "batch": "64", "detector": "", "margin": "0.2"})
+    from fer_bench.bench import predict
+    from fer_bench.bench.inference import load_run_model
+
+    paths = predict.collect_inputs(Path(a["input"]))
+    detector = predict.YuNetDetector(a["detector"]) if a["detector"] else None
+    model = load_run_model(Path(a["run"]), a["ckpt"])
+    started = time.time()
+    table = predict.predict(model, paths, int(a["batch"]), detector=detector, margin=float(a["margin"]))
+    out = Path(a["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    table.to_csv(out, index=False)
+    seconds = time.time() - started
+    print(f"{len(table)} images in {seconds:.1f} s ({len(table) / seconds:.0f} images/s) -> {out}")
+
+
+def cmd_export(args: list[str]) -> None:
+    a = _verb_args(args, "fer-bench export run=DIR [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]", ("run",),
+                   {"format": "onnx", "ckpt": "best", "out": "", "atol": "1e-4"})
+    if a["format"] != "onnx":
+        raise ConfigError(f"format={a['format']}: only onnx is supported")
+    from fer_bench.bench.export import export_onnx, parity_images
+    from fer_bench.bench.inference import load_run_model
+
+    model = load_run_model(Path(a["run"]), a["ckpt"])
+    out_dir = Path(a["out"]) if a["out"] else model.run_dir / "export"
+    report = export_onnx(model, out_dir, parity_images(model), float(a["atol"]))
+    diffs = ", ".join(f"{k} {v:.2e}" for k, v in report["max_abs_diff"].items())
+    print(f"exported {report['path']}; onnxruntime vs PyTorch max abs difference: {diffs}")
+
+
+def cmd_perf(args: list[str]) -> None:
+    from fer_bench.methods import METHODS
+
+    methods, args = _pop(args, "methods", ",".join(METHODS))
+    reps, args = _pop(args, "reps", "5")
+    steps, args = _pop(args, "steps", "12")
+    out, args = _pop(args, "out", "results")
+    backbone, args = _pop(args, "backbone", "resnet18")
+    names = [m for m in methods.strip("[]").split(",") if m]
+    unknown = [m for m in names if m not in METHODS]
+    if unknown:
+        raise ConfigError(f"methods={methods}: unknown {unknown}; known: {', '.join(METHODS)}")
+    from fer_bench.bench.perf import run_perf
+
+    started = time.time()
+    report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone)
+    print(report.read_text())
+    print(f"perf: {report} ({time.time() - started:.0f} s)")
 
 
 def cmd_synth(args: list[str]) -> None:
@@ -94,7 +187,54 @@ def cmd_synth(args: list[str]) -> None:
         raise ConfigError("fer-bench synth needs --out DIR and/or --sheet FILE.png")
 
 
-VERBS = {"bench": cmd_bench, "train": cmd_train, "test": cmd_test, "synth": cmd_synth}
+def cmd_extract(args: list[str]) -> None:
+    run, args = _pop(args, "run")
+    kind, args = _pop(args, "ckpt", "best")
+    out, args = _pop(args, "out")
+    from fer_bench.downstream import extract
+
+    started = time.time()
+    path = extract.command(run, kind, out, args)
+    print(f"features: {path} ({time.time() - started:.0f} s)")
+
+
+def cmd_downstream(args: list[str]) -> None:
+    features, args = _pop(args, "features")
+    out, args = _pop(args, "out")
+    if not features:
+        raise ConfigError("usage: fer-bench downstream features=<file.parquet> task=expr|va|au|intensity|ce "
+                          "[key=value ...]")
+    from fer_bench.method_configs import HeadConfig
+
+    head_cfg = dataclass_overrides(HeadConfig, args, "fer-bench downstream")
+    from fer_bench.downstream import extract, tasks
+
+    settings = tasks.resolve(head_cfg)
+    table, meta = extract.read_features(features)
+    result = tasks.run(table, settings, meta["space"])
+    target = Path(out) if out else Path(features).with_suffix(f".{settings.task}.json")
+    target.write_text(json.dumps({"settings": head_cfg, **result}, indent=2))
+    print(json.dumps(result, indent=2))
+    print(f"written to {target}")
+
+
+def cmd_convert(args: list[str]) -> None:
+    usage = "fer-bench convert src=<pickled model.pt> backbone=<name> out=<state_dict.pt> [image_size=N] --trust-pickle"
+    trusted = "--trust-pickle" in args
+    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {"image_size": ""})
+    if not trusted:
+        raise ConfigError(f"{a['src']} is a whole pickled model: loading it runs code the file names. Add "
+                          "--trust-pickle if it comes from a source you trust (e.g. the official HSEmotion release).")
+    from fer_bench.models import convert
+
+    net = convert.convert(a["src"], a["backbone"], a["out"], int(a["image_size"]) if a["image_size"] else None)
+    print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {net.num_classes} + 2); "
+          f"use method.weights={a['out']}")
+
+
+VERBS = {"bench": cmd_bench, "train": cmd_train, "test": cmd_test, "predict": cmd_predict, "export": cmd_export,
+         "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
+         "convert": cmd_convert}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from fer_bench.labels import ABAW12_AUS
+
 
 @dataclass
 class BaselineConfig:
@@ -43,7 +45,51 @@ class QCSConfig:
     csa: CSAConfig = field(default_factory=CSAConfig)
 
 
+@dataclass
+class HeadConfig:
+    """A downstream head on frozen features with Keras semantics (specs/multitask.md §4, §7).
+
+    ``None`` takes the task's value from the spec (``fer_bench.downstream.tasks.TASK_DEFAULTS``). ``frames``: rows
+    are video frames (``<video>/<frame number>*.jpg``), enabling temporal smoothing (``delta``) and, for ``ce``,
+    the max over the faces of a frame. AU labels count as present when ``>= au_presence``.
+    """
+
+    task: str = "expr"  # expr | va | au | intensity | ce
+    inputs: str | None = None  # embedding | scores
+    hidden: int | None = None  # units of the one hidden ReLU layer; 0 = linear (logistic regression)
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float = 1e-3
+    l2: float | None = None
+    frames: bool = False
+    delta: int | None = None
+    aus: list[int] = field(default_factory=lambda: list(ABAW12_AUS))
+    au_presence: float = 0.5
+    compounds: str = "cexprdb"
+    seed: int = 0
+
+
+@dataclass
+class MultitaskConfig:
+    """Stage 2 of HSEmotion: phase A trains the head alone (``head_epochs`` at ``head_lr``), phase B all layers
+    at ``optim.lr`` until ``trainer.max_epochs``. ``weights``: a whole-network state_dict (e.g. a converted
+    HSEmotion model). ``label_smoothing``: 0 = ``CrossEntropyLoss(weight=w)`` (the MTL recipe); ε > 0 = the FER-only
+    recipe's weighted soft targets. ``au_head``: the AU head fitted on frozen train features at test time when the
+    data has AU labels.
+    """
+
+    name: str = "multitask"
+    protocol: str = "corrected"
+    weights: str | None = None
+    head_epochs: int = 3
+    head_lr: float = 1e-3
+    label_smoothing: float = 0.0
+    class_weights: bool = True
+    au_head: HeadConfig = field(default_factory=lambda: HeadConfig(task="au"))
+
+
 METHOD_CONFIGS: dict[str, type] = {
     "baseline": BaselineConfig,
     "qcs": QCSConfig,
+    "multitask": MultitaskConfig,
 }

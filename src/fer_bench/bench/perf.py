@@ -36,6 +36,9 @@ from fer_bench.bench.inference import RunModel
 from fer_bench.bench.runner import build_method, build_trainer
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
+from fer_bench.methods.base import FERMethod
+from fer_bench.methods.optim import build_optimizer
+from fer_bench.models.multitask_net import expression_loss, va_loss
 from fer_bench.models.qcs_net import qcs_loss
 from fer_bench.models.sam import SAM
 
@@ -121,7 +124,14 @@ def _plain_qcs_loss(method, batch: dict) -> torch.Tensor:
     return qcs_loss(base, cross, batch["label"], batch["neg_label"])[0]
 
 
-PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss}
+def _plain_multitask_loss(method, batch: dict) -> torch.Tensor:
+    logits, va = method.net.split(method.net(batch["image"]))
+    loss_v, loss_a = va_loss(va, batch["va"])
+    return expression_loss(logits, batch["label"], method.class_weight) + loss_v + loss_a
+
+
+PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss,
+                                     "multitask": _plain_multitask_loss}
 
 
 def _plain_step(method, optimizer, loss_fn, batch: dict) -> None:
@@ -159,14 +169,17 @@ class _StepTimer(pl.Callback):
 
 
 def _fresh_method(cfg: DictConfig):
+    """The method with seeded weights, laid out as in a run (channels_last / compile: FERMethod.setup)."""
     torch.manual_seed(0)
     method = build_method(cfg)
-    method.setup("fit")  # channels_last as in a real run
+    FERMethod.setup(method, "fit")
     return method
 
 
-def measure_training(cfg: DictConfig, batches: list[dict], reps: int, workdir: Path) -> dict:
-    """Seconds per step through fer-bench's Lightning loop and through the plain loop, same batches."""
+def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[dict], reps: int,
+                     workdir: Path) -> dict:
+    """Seconds per step through fer-bench's Lightning loop and through the plain loop, same batches (the
+    DataModule serves the preloaded batches, so the method sees its usual ``trainer.datamodule``)."""
     steps = len(batches) - 1
     perf_cfg = cfg.copy()
     perf_cfg.trainer.max_epochs = reps + 1
@@ -177,14 +190,17 @@ def measure_training(cfg: DictConfig, batches: list[dict], reps: int, workdir: P
     from lightning.pytorch.loggers import CSVLogger
 
     trainer = build_trainer(perf_cfg, workdir, [CSVLogger(str(workdir), name="perf")], [timer])
-    loader = DataLoader(batches, batch_size=None, shuffle=False)
+    datamodule.train_dataloader = lambda: DataLoader(batches, batch_size=None, shuffle=False)
     device = torch.device("cuda" if perf_cfg.trainer.accelerator == "gpu" else "cpu")
-    with PeakMemory(device) as memory:
-        trainer.fit(method, train_dataloaders=loader)
+    try:
+        with PeakMemory(device) as memory:
+            trainer.fit(method, datamodule=datamodule)
+    finally:
+        del datamodule.train_dataloader  # the class method again
     framework = Timing([s / steps for s in timer.samples[1:]])  # epoch 0 is the warm-up
 
     plain_method = _fresh_method(perf_cfg).to(device).train()
-    optimizer = plain_method.configure_optimizers()["optimizer"]
+    optimizer = build_optimizer(plain_method.trainable_parameters(), perf_cfg.optim)  # all layers (multitask phase B)
     loss_fn = PLAIN_LOSSES[cfg.method.name]
     on_device = [_channels_last({k: v.to(device) for k, v in b.items()}) for b in batches[1:]]
 
@@ -294,7 +310,7 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
         batches.append(batch)
         if len(batches) == steps + 1:
             break
-    training = measure_training(cfg, batches, reps, workdir / name)
+    training = measure_training(cfg, datamodule, batches, reps, workdir / name)
     per_step = training["images_per_step"]
     framework_rate, plain_rate = _rate(per_step, training["framework"]), _rate(per_step, training["plain"])
     loader_time, loader_images = measure_loader(datamodule, reps)

@@ -1,9 +1,11 @@
 """Method registry: method key → LightningModule class."""
 
 from fer_bench.methods.baseline import Baseline
+from fer_bench.methods.multitask import Multitask
 from fer_bench.methods.qcs import QCS
 
 METHODS = {
     "baseline": Baseline,
     "qcs": QCS,
+    "multitask": Multitask,
 }

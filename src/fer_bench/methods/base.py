@@ -18,6 +18,7 @@ from torchmetrics import Metric
 
 from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.metrics import ClassificationMetrics
+from fer_bench.models.sam import SAM
 
 # "test_epoch": the test split scored after every epoch, only under protocol=faithful (papers that pick the
 # best epoch on test); it never selects a checkpoint and is reported apart, flagged as optimistic.
@@ -111,6 +112,20 @@ class FERMethod(pl.LightningModule):
             self.report_path.write_text(json.dumps(report, indent=2))
 
     # optimisation --------------------------------------------------------------------------------------------
+    def manual_step(self, optimizer, loss_fn):
+        """One manual-optimisation step on ``loss_fn()`` (a tuple, total loss first); with SAM the same batch is
+        recomputed at the perturbed weights for the second pass (specs/lessons.md §3). Returns the first pass."""
+        first = loss_fn()
+        optimizer.zero_grad()
+        self.manual_backward(first[0])
+        if isinstance(optimizer.optimizer, SAM):
+            optimizer.optimizer.first_step(zero_grad=True)
+            self.manual_backward(loss_fn()[0])
+            optimizer.optimizer.second_step(zero_grad=True)
+        else:
+            optimizer.step()
+        return first
+
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]
 

@@ -13,7 +13,6 @@ import torch
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
 from fer_bench.models.qcs_net import build_qcs_net, qcs_loss
-from fer_bench.models.sam import SAM
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -48,16 +47,7 @@ class QCS(FERMethod):
         return qcs_loss(base_logits, cross_logits, batch["label"], batch["neg_label"])
 
     def training_step(self, batch, batch_idx):
-        optimizer = self.optimizers()
-        total, base, cross = self._loss(batch)
-        optimizer.zero_grad()
-        self.manual_backward(total)
-        if isinstance(optimizer.optimizer, SAM):
-            optimizer.optimizer.first_step(zero_grad=True)
-            self.manual_backward(self._loss(batch)[0])  # same batch at the perturbed weights
-            optimizer.optimizer.second_step(zero_grad=True)
-        else:
-            optimizer.step()
+        total, base, cross = self.manual_step(self.optimizers(), lambda: self._loss(batch))
         batch_size = len(batch["label"])
         self.log_dict({"train/loss": total, "train/loss_base": base, "train/loss_cross": cross}, prog_bar=True,
                       batch_size=batch_size)
