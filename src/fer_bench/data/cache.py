@@ -110,3 +110,10 @@ def cached_records(data_cfg, key: str, build: Builder, problems: Problems) -> pd
     for reason, n in json.loads((folder / "dropped.json").read_text()).items():
         problems.drop(reason, n)
     return table
+
+
+def cached_from_file(file: Path, name: str, data_cfg, build: Builder, problems: Problems) -> pd.DataFrame:
+    """``cached_records`` of a reader whose only source is one annotation ``file`` (which must exist)."""
+    if not file.is_file():
+        raise FileNotFoundError(f"{file} not found")
+    return cached_records(data_cfg, source_key(name, [file], {}), build, problems)

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.data.cache import cached_records, source_key
+from fer_bench.data.cache import cached_from_file
 from fer_bench.data.readers.common import cut_faces, native_label
 from fer_bench.data.records import Problems
 from fer_bench.labels import NATIVE_TABLES
@@ -58,8 +58,5 @@ def _crop_all(root: Path, folder: Path, problems: Problems) -> pd.DataFrame:
 
 
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    file = root / LABEL_FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} not found")
-    key = source_key("expw", [file], {})
-    return cached_records(data_cfg, key, lambda folder, found: _crop_all(root, folder, found), problems)
+    return cached_from_file(root / LABEL_FILE, "expw", data_cfg,
+                            lambda folder, found: _crop_all(root, folder, found), problems)

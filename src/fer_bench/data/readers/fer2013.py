@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_bench.data.cache import cached_records, source_key
+from fer_bench.data.cache import cached_from_file
 from fer_bench.data.readers.common import native_label, read_table, write_rgb
 from fer_bench.data.records import Problems
 from fer_bench.labels import NATIVE_TABLES
@@ -62,7 +62,4 @@ def _decode(file: Path, folder: Path, problems: Problems) -> pd.DataFrame:
 
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     file = root / FILE
-    if not file.is_file():
-        raise FileNotFoundError(f"{file} not found")
-    key = source_key("fer2013", [file], {})
-    return cached_records(data_cfg, key, lambda folder, found: _decode(file, folder, found), problems)
+    return cached_from_file(file, "fer2013", data_cfg, lambda folder, found: _decode(file, folder, found), problems)
