@@ -15,6 +15,7 @@ ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) 
 
 from __future__ import annotations
 
+import itertools
 import statistics
 import tempfile
 import threading
@@ -301,21 +302,17 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
     """All measures of one method: (measure rows, target rows, figures kept for cross-method targets)."""
     cfg = build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
                         f"{BACKBONE_KEYS[name]}={backbone}", *overrides])
-    method = build_method(cfg)
+    method = _fresh_method(cfg)  # measured for inference below; training builds its own seeded copies
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
-    batches = []
-    for batch in datamodule.train_dataloader():
-        batches.append(batch)
-        if len(batches) == steps + 1:
-            break
+    batches = list(itertools.islice(datamodule.train_dataloader(), steps + 1))
     training = measure_training(cfg, datamodule, batches, reps, workdir / name)
     per_step = training["images_per_step"]
     framework_rate, plain_rate = _rate(per_step, training["framework"]), _rate(per_step, training["plain"])
     loader_time, loader_images = measure_loader(datamodule, reps)
     loader_rate = _rate(loader_images, loader_time)
-    model = RunModel(workdir / name, cfg, _fresh_method(cfg), method.data_needs())
+    model = RunModel(workdir / name, cfg, method, method.data_needs())
     inference = measure_inference(model, workdir / name / "export", reps)
     b = inference["batch"]
     rows = [
