@@ -7,8 +7,10 @@ METHOD ?= baseline
 DATA ?= synthetic
 PROFILE ?= cpu
 ARGS ?=
+# METHOD=all runs the suite experiments/suites/all.yaml; SUITE=<name> any other suite.
+SUITE ?= $(if $(filter all,$(METHOD)),all)
 
-.PHONY: setup test test-fast bench perf lint clean
+.PHONY: setup test test-fast bench sweep report perf lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,7 +26,14 @@ test-fast: setup
 	WANDB_MODE=disabled $(BIN)/python -m pytest -m "not slow"
 
 bench: setup
-	$(BIN)/fer-bench bench method=$(METHOD) data=$(DATA) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)
+	$(BIN)/fer-bench bench $(if $(SUITE),suite=$(SUITE) $(if $(filter command line,$(origin DATA)),data=$(DATA)),method=$(METHOD) data=$(DATA)) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)
+
+# Registers experiments/sweeps/$(METHOD).yaml with W&B and starts an agent here (ARGS="count=20 entity=me").
+sweep: setup
+	$(BIN)/fer-bench sweep experiments/sweeps/$(METHOD).yaml $(ARGS)
+
+report: setup
+	$(BIN)/fer-bench report $(ARGS)
 
 perf: setup
 	WANDB_MODE=disabled $(BIN)/fer-bench perf $(ARGS)

@@ -10,12 +10,20 @@ import sys
 import time
 from pathlib import Path
 
-from fer_bench.config import ConfigError, build_config, dataclass_overrides
+from fer_bench.config import ConfigError, build_config, dataclass_overrides, resume_config
 
 USAGE = """fer-bench <verb> [key=value ...]
 
 verbs:
   bench  method=M data=D [key=value ...]   train every seed, select on val, test best and last, add leaderboard rows
+  bench  suite=NAME [key=value ...]        every run of experiments/suites/NAME.yaml (same data, splits, seeds)
+  bench  resume=RUN_DIR [key=value ...]    continue a killed run from its last checkpoint, then test it
+  report [results=results] [runs=runs] [out=results/report.md]
+                                           markdown report: leaderboard, per-class accuracy, plots (and W&B)
+  sweep  --local FILE.yaml [count=N] [seed=0] [out=DIR] [key=value ...]
+                                           run a W&B sweep file without a server, rank the trials
+  sweep  FILE.yaml [count=N] [project=P] [entity=E]
+                                           register the sweep with W&B and start an agent
   train  method=M data=D [key=value ...]   train one seed (no test data touched); prints the run directory
   test   run=DIR [ckpt=best|last]          re-test a finished run on its saved test split
   predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] [detector=yunet.onnx] [margin=0.2]
@@ -57,9 +65,18 @@ def skipped_line(run_dir: Path) -> str | None:
 
 def _print_headline(run_dirs: list[Path]) -> None:
     for run_dir in run_dirs:
+        if not (run_dir / "metrics.json").is_file():  # a continual run stopped early (method.stop_after)
+            print(f"run {run_dir} unfinished; continue it with resume={run_dir}")
+            continue
         metrics = json.loads((run_dir / "metrics.json").read_text())
-        best, last = metrics["best"], metrics["last"]
         print(f"run {run_dir}")
+        if "cl" in metrics:  # a continual scenario: one final model, CL metrics over its steps
+            cl = metrics["cl"]
+            print(f"  {metrics['strategy']:<20} " + "  ".join(
+                f"{k.split('/')[1]} {cl[k]:.4f}" for k in ("cl/avg_inc_acc", "cl/final_acc", "cl/bwt",
+                                                           "cl/forgetting", "cl/new_acc")))
+            continue
+        best, last = metrics["best"], metrics["last"]
         for name, m in (("best (val-selected)", best), ("last", last)):
             extra = "".join(f"  {k} {m[f'test/{k}']:.4f}" for k in ("ccc_v", "ccc_a", "au_f1") if f"test/{k}" in m)
             print(f"  {name:<20} acc {m['test/acc']:.4f}  uar {m['test/uar']:.4f}  f1 {m['test/f1']:.4f}{extra}")
@@ -69,13 +86,22 @@ def _print_headline(run_dirs: list[Path]) -> None:
 
 def cmd_bench(args: list[str]) -> None:
     resume, args = _pop(args, "resume")
-    cfg = build_config(args)
-    from fer_bench.bench import runner
+    suite_name, args = _pop(args, "suite")
+    if resume and suite_name:
+        raise ConfigError("resume= continues one run: give its run directory without suite=")
+    from fer_bench.bench import runner, suite
 
     started = time.time()
-    run_dirs = runner.bench(cfg, resume=Path(resume) if resume else None)
+    if suite_name:
+        configs = suite.suite_configs(suite_name, args)
+        run_dirs = [run_dir for cfg in configs for run_dir in runner.bench(cfg)]
+        results_dir = configs[0].results_dir
+    else:
+        cfg = resume_config(Path(resume), args) if resume else build_config(args)
+        run_dirs = runner.bench(cfg, resume=Path(resume) if resume else None)
+        results_dir = cfg.results_dir
     _print_headline(run_dirs)
-    print(f"leaderboard: {Path(cfg.results_dir) / 'leaderboard.md'}  ({time.time() - started:.0f} s)")
+    print(f"leaderboard: {Path(results_dir) / 'leaderboard.md'}  ({time.time() - started:.0f} s)")
 
 
 def cmd_train(args: list[str]) -> None:
@@ -145,19 +171,17 @@ def cmd_export(args: list[str]) -> None:
 
 
 def cmd_perf(args: list[str]) -> None:
-    from fer_bench.methods import METHODS
+    from fer_bench.bench.perf import PLAIN_LOSSES, run_perf
 
-    methods, args = _pop(args, "methods", ",".join(METHODS))
+    methods, args = _pop(args, "methods", ",".join(PLAIN_LOSSES))
     reps, args = _pop(args, "reps", "5")
     steps, args = _pop(args, "steps", "12")
     out, args = _pop(args, "out", "results")
     backbone, args = _pop(args, "backbone", "resnet18")
     names = [m for m in methods.strip("[]").split(",") if m]
-    unknown = [m for m in names if m not in METHODS]
+    unknown = [m for m in names if m not in PLAIN_LOSSES]
     if unknown:
-        raise ConfigError(f"methods={methods}: unknown {unknown}; known: {', '.join(METHODS)}")
-    from fer_bench.bench.perf import run_perf
-
+        raise ConfigError(f"methods={methods}: perf does not measure {unknown}; it measures {', '.join(PLAIN_LOSSES)}")
     started = time.time()
     report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone)
     print(report.read_text())
@@ -232,9 +256,48 @@ def cmd_convert(args: list[str]) -> None:
           f"use method.weights={a['out']}")
 
 
+def cmd_sweep(args: list[str]) -> None:
+    usage = ("fer-bench sweep --local FILE.yaml [count=N] [seed=0] [out=DIR] [key=value ...]  |  "
+             "fer-bench sweep FILE.yaml [count=N] [project=fer-bench] [entity=E]")
+    local = "--local" in args
+    files = [a for a in args if a.endswith((".yaml", ".yml")) and "=" not in a]
+    if len(files) != 1:
+        raise ConfigError(f"give one sweep file\nusage: {usage}")
+    rest = [a for a in args if a not in ("--local", files[0])]
+    count, rest = _pop(rest, "count")
+    from fer_bench.bench import sweep
+
+    path = Path(files[0])
+    if local:
+        seed, rest = _pop(rest, "seed", "0")
+        out, rest = _pop(rest, "out", str(Path("results") / "sweeps" / path.stem))
+        report = sweep.run_local(path, int(count or 4), rest, Path(out), seed=int(seed))
+        print(report.read_text())
+        print(f"trials: {report}")
+        return
+    a = _verb_args(rest, usage, (), {"project": "fer-bench", "entity": ""})
+    code = sweep.register(path, int(count) if count else None, a["project"], a["entity"] or None)
+    if code:
+        raise SystemExit(code)
+
+
+def cmd_report(args: list[str]) -> None:
+    a = _verb_args(args, "fer-bench report [results=results] [runs=runs] [out=<results>/report.md] "
+                   "[logger.wandb=true|false] [logger.project=fer-bench]", (),
+                   {"results": "results", "runs": "runs", "out": "", "logger.wandb": "true",
+                    "logger.project": "fer-bench"})
+    from fer_bench.bench import report
+
+    out = Path(a["out"]) if a["out"] else Path(a["results"]) / "report.md"
+    written = report.write_report(Path(a["results"]), Path(a["runs"]), out)
+    if a["logger.wandb"].lower() == "true":
+        report.log_to_wandb(written, a["logger.project"], out.parent)
+    print(f"report: {out} ({len(written.images)} pictures in {out.parent / (out.stem + '_plots')})")
+
+
 VERBS = {"bench": cmd_bench, "train": cmd_train, "test": cmd_test, "predict": cmd_predict, "export": cmd_export,
          "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
-         "convert": cmd_convert}
+         "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,8 @@
 """Load, merge and validate run configurations.
 
 Merge order, later wins: package defaults (the dataclasses below) ← ``data_modules/<data>.yaml`` ←
-``experiments/<method>.yaml`` (and its ``profiles.<profile>`` block) ← command-line ``key=value`` overrides.
+``experiments/<method>.yaml`` (and its ``profiles.<profile>`` block) ← ``trainer.preset`` ← command-line
+``key=value`` overrides.
 Unknown keys and wrong types stop before any work, naming the key, its source and the closest valid keys.
 This module imports no deep-learning library so that a bad command line fails in well under a second.
 """
@@ -140,6 +141,7 @@ class SchedConfig:
 
 @dataclass
 class TrainerConfig:
+    preset: str | None = None  # cpu | gpu | ddp | ddp_sim (TRAINER_PRESETS), applied under command-line values
     max_epochs: int = 10
     accelerator: str = "auto"
     devices: Any = 1
@@ -182,6 +184,18 @@ class RunConfig:
     results_dir: str = "results"
     run_name: str | None = None
     profile: str | None = None
+    eval_on: list[str] = field(default_factory=list)  # cross-domain targets (bench/cross_domain.py)
+    suite: str | None = None  # set by `fer-bench bench suite=<name>`: the suite a run belongs to
+
+
+# Trainer presets (`trainer.preset=NAME`): merged after the experiment and its profile, before the other
+# command-line values, so `trainer.preset=ddp trainer.devices=4` works. ddp_sim = DDP on 2 CPU processes (gloo).
+TRAINER_PRESETS: dict[str, dict[str, Any]] = {
+    "cpu": {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"},
+    "gpu": {"accelerator": "gpu", "devices": 1, "strategy": "auto", "precision": "bf16-mixed"},
+    "ddp": {"accelerator": "gpu", "devices": -1, "strategy": "ddp", "precision": "bf16-mixed"},
+    "ddp_sim": {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "precision": "32-true"},
+}
 
 
 # Keys that pick files rather than set values; they are pulled from the command line before merging.
@@ -323,9 +337,49 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
         cfg = _merge(cfg, profiles[profile], f"{exp_path} (profile {profile})")
         cfg.profile = profile
 
-    cfg = _merge(cfg, _parse_overrides(values), "command line")
+    cfg = _apply_command_line(cfg, values)
     cfg.method.name = method
     _check_values(cfg)
+    return cfg
+
+
+def _apply_command_line(cfg: DictConfig, values: list[str]) -> DictConfig:
+    """Merge the trainer preset (the command line's, else the config's), then the command-line values."""
+    command_line = _parse_overrides(values)
+    preset = OmegaConf.select(command_line, "trainer.preset", default=None) or cfg.trainer.preset
+    if preset is not None:
+        if preset not in TRAINER_PRESETS:
+            raise ConfigError(f"trainer.preset={preset}: unknown preset; presets: {', '.join(TRAINER_PRESETS)}")
+        cfg = _merge(cfg, OmegaConf.create({"trainer": TRAINER_PRESETS[preset]}), f"trainer.preset={preset}")
+    return _merge(cfg, command_line, "command line")
+
+
+def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
+    """The saved config of the run to resume, with command-line values on top (e.g. ``trainer.devices=4``).
+    ``method=``, ``data=`` and ``profile=`` given again must match the run; the run keeps its seed."""
+    cfg = load_run_config(run_dir)
+    selectors, values = split_selectors(overrides)
+    saved = {"method": cfg.method.name, "data": cfg.data.name, "profile": cfg.profile}
+    for key, value in selectors.items():
+        if value != saved[key]:
+            raise ConfigError(f"{key}={value} does not match the run being resumed: {run_dir}/config.yaml has "
+                              f"{key}={saved[key]}")
+    seeded = [v for v in values if v.split("=", 1)[0] in ("seed", "seeds")]
+    if seeded:
+        raise ConfigError(f"{' '.join(seeded)}: a resumed run keeps its seed ({cfg.seed}); leave seeds out")
+    cfg = _apply_command_line(cfg, values)
+    cfg.seeds = [cfg.seed]
+    _check_values(cfg)
+    return cfg
+
+
+def data_card(name: str) -> DictConfig:
+    """The data config of ``data_modules/<name>.yaml`` merged onto the defaults, validated."""
+    schema = OmegaConf.structured(DataConfig)
+    OmegaConf.set_struct(schema, True)
+    path = project_root() / "data_modules" / f"{name}.yaml"
+    cfg = _merge(schema, _load_yaml(path, "data card", path.parent), str(path))
+    cfg.name = name
     return cfg
 
 
@@ -338,6 +392,7 @@ def _check_values(cfg: DictConfig) -> None:
         "optim.name": ("adam", "adamw", "sgd"),
         "sched.name": ("none", "cosine", "exponential"),
         "method.protocol": ("corrected", "faithful"),
+        "trainer.preset": (None, *TRAINER_PRESETS),
     }
     for key, allowed in choices.items():
         value = OmegaConf.select(cfg, key)

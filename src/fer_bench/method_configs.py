@@ -88,8 +88,124 @@ class MultitaskConfig:
     au_head: HeadConfig = field(default_factory=lambda: HeadConfig(task="au"))
 
 
+@dataclass
+class KDConfig:
+    """Distillation from the frozen base model: γ_i = gamma0·exp(−i / (1 + e)), soft-target CE at temperature T."""
+
+    T: float = 3.0
+    gamma0: float = 0.1
+
+
+@dataclass
+class PSMRConfig:
+    """Exemplar ranking: ``logit`` (the raw class logit, as the official code) or ``prob`` (softmax); ``rerank``
+    re-scores every stored class over all its training images at every step (the official code never does)."""
+
+    score: str = "logit"
+    rerank: bool = False
+
+
+@dataclass
+class FewShotConfig:
+    """Few-shot phase from the base model (specs/continual.md §5): per compound class (the first ``classes`` of the
+    order; 0 = all), ``shots`` images repeated ``repeats`` times per epoch. Scored two ways: ``fewshot_paper``
+    (the new class's test images only) and ``fewshot_nway`` (all base classes plus the new one)."""
+
+    enabled: bool = False
+    shots: list[int] = field(default_factory=lambda: [5, 3, 1])
+    classes: int = 0
+    repeats: int = 32
+    batch_size: int = 32
+    epochs: int = 1000
+
+
+@dataclass
+class ContinualConfig:
+    """Class-incremental basic → compound learning (Maiden & Nakisa 2023, specs/continual.md).
+
+    ``strategy``: psmr_kd (the method) or a baseline variant: finetune, random_replay, kd_only, joint. Step 0 trains
+    at ``optim.lr`` for ``trainer.max_epochs`` with ``data.batch_size``; compound steps at ``step_lr`` for
+    ``step_epochs`` with ``step_batch_size``. A bench seed is the class-order index (< ``n_orders``).
+    ``*_trainable``: backbone parameter-name prefixes that train (null = all); ``freeze_bn`` keeps BatchNorm in
+    eval mode and frozen in compound steps. ``patience``: early stopping per step (0 = off). ``max_steps``: cut the
+    scenario (null = every compound). ``stop_after``: end the run after that step (a resumable partial run).
+    """
+
+    name: str = "continual"
+    protocol: str = "corrected"
+    strategy: str = "psmr_kd"
+    n_orders: int = 10
+    order_seed: int = 42
+    increment: int = 1
+    base_space: str = "basic6"
+    max_steps: int | None = None
+    head_hidden: list[int] = field(default_factory=lambda: [512, 32])
+    head_dropout: float = 0.2
+    head_activation: str = "sigmoid"
+    global_pool: str = "max"
+    normalize: bool = False
+    l2: float = 1.0e-5
+    base_trainable: list[str] | None = None
+    step_trainable: list[str] | None = None
+    freeze_bn: bool = True
+    step_lr: float = 1.0e-5
+    step_epochs: int = 1000
+    step_batch_size: int = 16
+    patience: int = 100
+    mem_mode: str = "grow"
+    mem_fraction: float = 0.3
+    new_class_subset: str | None = None  # redraw | fixed; null: redraw (faithful) or fixed (corrected)
+    kd: KDConfig = field(default_factory=KDConfig)
+    psmr: PSMRConfig = field(default_factory=PSMRConfig)
+    fewshot: FewShotConfig = field(default_factory=FewShotConfig)
+    gradcam: bool = True
+    stop_after: int | None = None
+
+
+@dataclass
+class ClipTowerConfig:
+    """The CLIP image tower (timm). ``weights``: a local OpenAI (TorchScript or state_dict), open_clip or timm
+    checkpoint; ``hub``: timm's ``<model>.openai`` weights from the hub (needs network). Size fields left ``None``
+    keep the model's own (``out_dim`` 512); the CPU profile sets them for a tiny random tower."""
+
+    model: str = "vit_base_patch32_clip_quickgelu_224"
+    weights: str | None = None
+    hub: bool = False
+    half_on_gpu: bool = True
+    out_dim: int | None = None
+    embed_dim: int | None = None
+    depth: int | None = None
+    heads: int | None = None
+    patch_size: int | None = None
+
+
+@dataclass
+class ClipGferConfig:
+    """CAFE (specs/clip_gfer.md). ``variant``: ``cafe`` (mask + channel losses), ``linear_probe`` (frozen tower +
+    linear head) or ``finetune`` (tower trained at ``finetune_lr`` + linear head). ``mask_trunk``/``mask_weights``:
+    the mask CNN and its face-recognition weights; ``lam``/``beta``: weights of l_sep/l_div; ``drop``: channels
+    zeroed per group; ``groups``/``div``: ``code`` (official) or ``paper`` forms; ``preprocess``: ``imagenet``
+    (official) or ``clip`` mean/std."""
+
+    name: str = "clip_gfer"
+    protocol: str = "corrected"
+    variant: str = "cafe"
+    clip: ClipTowerConfig = field(default_factory=ClipTowerConfig)
+    mask_trunk: str = "resnet18"
+    mask_weights: str | None = None
+    lam: float = 1.5
+    beta: float = 5.0
+    drop: int = 10
+    groups: str = "code"
+    div: str = "code"
+    preprocess: str = "imagenet"
+    finetune_lr: float = 1.0e-5
+
+
 METHOD_CONFIGS: dict[str, type] = {
     "baseline": BaselineConfig,
     "qcs": QCSConfig,
     "multitask": MultitaskConfig,
+    "clip_gfer": ClipGferConfig,
+    "continual": ContinualConfig,
 }

@@ -14,7 +14,13 @@ from pathlib import Path
 
 import pandas as pd
 
-LEAD_COLUMNS = ["run_id", "method", "data", "seed", "ckpt", "selection", "test/acc", "test/uar", "test/f1"]
+LEAD_COLUMNS = ["run_id", "suite", "name", "method", "data", "seed", "ckpt", "selection", "test/acc", "test/uar",
+                "test/f1"]
+# A summary row: one (suite, run name, data set, checkpoint kind); `name` is the method key unless a suite names
+# the run (e.g. two variants of one method).
+GROUP = ["suite", "name", "data", "ckpt", "selection"]
+PROVENANCE = {"data_card": "data", "image_variant": "variant", "splits_hash": "splits", "code_version": "code",
+              "config_hash": "config"}
 
 
 @contextmanager
@@ -62,15 +68,34 @@ def _mean_std(values: pd.Series) -> str:
     return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
 
 
-def render(table: pd.DataFrame) -> str:
-    """Markdown: a summary (mean ± std over seeds per method, data and checkpoint) and every row."""
+def _provenance_line(group: pd.DataFrame) -> str:
+    """``data synthetic · variant … · splits … · code … · config …``; values differing within the group are
+    joined with ``,``, which shows a summary mixing data, splits, code or recipes."""
+    parts = []
+    for column, label in PROVENANCE.items():
+        if column in group:
+            values = sorted({str(v) for v in group[column].dropna()})
+            if values:
+                parts.append(f"{label} {','.join(values)}")
+    return " · ".join(parts)
+
+
+def summary(table: pd.DataFrame) -> pd.DataFrame:
+    """Mean ± std over seeds per suite, run name, data set and checkpoint kind, with a provenance line."""
+    table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
+                         name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     metric_cols = [c for c in table.columns if "/" in c]
-    summary = []
-    for (method, data, ckpt, selection), group in table.groupby(["method", "data", "ckpt", "selection"], sort=True):
-        row = {"method": method, "data": data, "ckpt": ckpt, "selection": selection, "seeds": len(group)}
+    rows = []
+    for keys, group in table.groupby(GROUP, sort=True):
+        row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
         row.update({c: _mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
-        summary.append(row)
+        rows.append(row | {"provenance": _provenance_line(group)})
+    return pd.DataFrame(rows).fillna("")
+
+
+def render(table: pd.DataFrame) -> str:
+    """Markdown: the summary (mean ± std over seeds) and every row."""
     parts = ["# fer-bench leaderboard", "", "## Summary (mean ± std over seeds)", "",
-             pd.DataFrame(summary).to_markdown(index=False), "", "## All runs", "",
-             table.to_markdown(index=False, floatfmt=".4f"), ""]
+             summary(table).to_markdown(index=False), "", "## All runs", "",
+             table.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4f"), ""]
     return "\n".join(parts)

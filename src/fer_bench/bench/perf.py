@@ -18,7 +18,6 @@ from __future__ import annotations
 import itertools
 import statistics
 import tempfile
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,20 +38,24 @@ from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.methods.base import FERMethod
 from fer_bench.methods.optim import build_optimizer
+from fer_bench.models.cafe_losses import diversity_loss, separation_loss
 from fer_bench.models.multitask_net import expression_loss, va_loss
 from fer_bench.models.qcs_net import qcs_loss
 from fer_bench.models.sam import SAM
 
 # The same batch for every method (QCS counts quadruplets: its step sees 4x the images of a baseline step).
 SHARED = ["data.batch_size=16"]
-# How each method is put on one backbone (timm name) for the comparison.
-BACKBONE_KEYS = {"baseline": "backbone.name", "qcs": "method.trunk", "multitask": "backbone.name"}
+# How each method is put on one backbone (timm name) for the comparison; CAFE's is its mask CNN, beside the
+# frozen CLIP tower of its cpu profile.
+BACKBONE_KEYS = {"baseline": "backbone.name", "qcs": "method.trunk", "multitask": "backbone.name",
+                 "clip_gfer": "method.mask_trunk"}
 # Targets of the perf issue: (measure, comparison, bound).
 TARGETS = {
     "framework_overhead": ("<=", 1.10),
     "loader_vs_training": (">=", 2.0),
     "qcs_quadruplet_vs_baseline_step": ("<=", 4.5),
     "qcs_inference_vs_base_branch": ("<=", 1.05),
+    "cafe_frozen_tower_gradients": ("<=", 0),
 }
 
 
@@ -83,35 +86,32 @@ def time_reps(fn: Callable[[], None], reps: int, warmup: int = 1) -> Timing:
 
 
 class PeakMemory:
-    """Peak memory inside the block: CUDA allocator peak on GPU, else the process's resident set, sampled."""
+    """Peak memory inside the block: the CUDA allocator's peak on GPU, else the process's peak resident set
+    (Linux ``VmHWM``, reset on entry through ``/proc/self/clear_refs``). No sampling thread runs beside the
+    measured code, so timing the block is not disturbed."""
 
     def __init__(self, device: torch.device):
         self.device, self.peak_bytes = device, 0
 
-    def _rss(self) -> int:
-        with open("/proc/self/statm") as f:
-            return int(f.read().split()[1]) * 4096
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.005):
-            self.peak_bytes = max(self.peak_bytes, self._rss())
+    @staticmethod
+    def _high_water_mark() -> int:
+        with open("/proc/self/status") as f:
+            kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+        return int(kib) * 1024
 
     def __enter__(self):
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
         else:
-            self._stop = threading.Event()
-            self.peak_bytes = self._rss()
-            self._thread = threading.Thread(target=self._sample, daemon=True)
-            self._thread.start()
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident set
         return self
 
     def __exit__(self, *exc) -> None:
         if self.device.type == "cuda":
             self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
         else:
-            self._stop.set()
-            self._thread.join()
+            self.peak_bytes = self._high_water_mark()
 
 
 # --- the plain-PyTorch side: what a user would write by hand, per method -----------------------------------------
@@ -131,8 +131,21 @@ def _plain_multitask_loss(method, batch: dict) -> torch.Tensor:
     return expression_loss(logits, batch["label"], method.class_weight) + loss_v + loss_a
 
 
+def _plain_clip_gfer_loss(method, batch: dict) -> torch.Tensor:
+    features = method.net.tower(batch["image"])  # frozen: no graph, as in the method
+    masked = features * method.net.mask(batch["image"])
+    return F.cross_entropy(method.net.fc(masked), batch["label"]) + _cafe_channel_terms(method, masked, batch)
+
+
+def _cafe_channel_terms(method, masked: torch.Tensor, batch: dict) -> torch.Tensor:
+    m = method.cfg.method
+    drop = method.groups.drop_mask(m.drop, method.drop_generator(masked.device))
+    return (m.lam * separation_loss(masked, batch["label"], method.groups, drop)
+            + m.beta * diversity_loss(masked, method.groups, m.div))
+
+
 PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss,
-                                     "multitask": _plain_multitask_loss}
+                                     "multitask": _plain_multitask_loss, "clip_gfer": _plain_clip_gfer_loss}
 
 
 def _plain_step(method, optimizer, loss_fn, batch: dict) -> None:
@@ -190,7 +203,7 @@ def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[d
     method = _fresh_method(perf_cfg)
     from lightning.pytorch.loggers import CSVLogger
 
-    trainer = build_trainer(perf_cfg, workdir, [CSVLogger(str(workdir), name="perf")], [timer])
+    trainer = build_trainer(perf_cfg, workdir, [CSVLogger(str(workdir), name="perf")], [timer], method)
     datamodule.train_dataloader = lambda: DataLoader(batches, batch_size=None, shuffle=False)
     device = torch.device("cuda" if perf_cfg.trainer.accelerator == "gpu" else "cpu")
     try:
@@ -212,7 +225,7 @@ def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[d
     plain = time_reps(plain_epoch, reps)
     plain = Timing([s / steps for s in plain.samples])
     return {"framework": framework, "plain": plain, "images_per_step": _images_in(batches[0]),
-            "peak_bytes": memory.peak_bytes}
+            "peak_bytes": memory.peak_bytes, "trained": method}
 
 
 def measure_loader(datamodule: FERDataModule, reps: int) -> tuple[Timing, int]:
@@ -275,6 +288,27 @@ def measure_qcs_inference(method, reps: int, batch: int = 64) -> tuple[Timing, T
     return Timing(full), Timing(alone)
 
 
+def _fitted(name: str, backbone: str) -> list[str]:
+    """Overrides that fit a method around the shared backbone: CAFE's tower projects to the mask CNN's width."""
+    if name != "clip_gfer":
+        return []
+    import timm
+
+    return [f"method.clip.out_dim={timm.create_model(backbone, pretrained=False, num_classes=0).num_features}"]
+
+
+def frozen_tower_target(method, images: torch.Tensor) -> dict:
+    """CAFE after the timed training: tower parameters holding a gradient, plus 1 if the tower's output (grad
+    mode on) carries an autograd graph — 0 means the frozen tower never took part in a backward pass."""
+    tower = method.net.tower
+    with_grad = sum(p.grad is not None for p in tower.parameters())
+    with torch.enable_grad():
+        graph = int(tower(images.to(method.device)).requires_grad)
+    tensors = sum(1 for _ in tower.parameters())
+    return _target_row("clip_gfer", "cafe_frozen_tower_gradients", with_grad + graph,
+                       f"{with_grad} of {tensors} tower tensors with a gradient; output graph: {bool(graph)}")
+
+
 def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
     low, high = (timing.spread if timing else (value, value))
     return {"method": method, "measure": measure, "value": value, "unit": unit,
@@ -301,7 +335,7 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
                 backbone: str) -> tuple[list, list, dict]:
     """All measures of one method: (measure rows, target rows, figures kept for cross-method targets)."""
     cfg = build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
-                        f"{BACKBONE_KEYS[name]}={backbone}", *overrides])
+                        f"{BACKBONE_KEYS[name]}={backbone}", *_fitted(name, backbone), *overrides])
     method = _fresh_method(cfg)  # measured for inference below; training builds its own seeded copies
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
     datamodule.prepare_data()
@@ -342,6 +376,8 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
         full, alone = measure_qcs_inference(model.method, reps * 2)
         targets.append(_target_row(name, "qcs_inference_vs_base_branch", full.median / alone.median,
                                    f"{full.median * 1e3:.1f} vs {alone.median * 1e3:.1f} ms per batch of 64"))
+    if name == "clip_gfer":
+        targets.append(frozen_tower_target(training["trained"], batches[0]["image"]))
     return rows, targets, {"step": training["framework"].median, "batch": cfg.data.batch_size}
 
 
@@ -375,7 +411,8 @@ def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[st
         spread=[f"{lo:,.1f}–{hi:,.1f}" if n > 1 else "" for lo, hi, n in
                 zip(measures["spread_low"], measures["spread_high"], measures["reps"], strict=True)],
     )[["method", "measure", "value", "unit", "spread", "note"]]
-    targets = verdicts.assign(ratio=verdicts["ratio"].map(lambda r: f"{r:.2f}×"))
+    targets = verdicts.assign(ratio=[f"{r:.0f}" if TARGETS[t][1] == 0 else f"{r:.2f}×"  # counts, not ratios
+                                     for t, r in zip(verdicts["target"], verdicts["ratio"], strict=True)])
     threads = torch.get_num_threads()
     return (
         "# fer-bench perf\n\n"

@@ -33,3 +33,71 @@ def confusion_matrix_png(confmat, class_names: list[str], path: Path, title: str
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+def accuracy_matrix_png(R, task_names: list[str], path: Path, title: str) -> Path:
+    """Heat map of a continual accuracy matrix R[i][j] (row = after step i, column = task j; upper part blank)."""
+    T = len(R)
+    matrix = np.full((T, T), np.nan)
+    for i, row in enumerate(R):
+        matrix[i, : len(row)] = row
+    size = 2.0 + 0.5 * T
+    fig, ax = plt.subplots(figsize=(size + 1.5, size))
+    image = ax.imshow(matrix, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(T), task_names, rotation=60, ha="right", fontsize=7)
+    ax.set_yticks(range(T), [f"after {i}" for i in range(T)], fontsize=7)
+    ax.set_xlabel("task (classes added)")
+    ax.set_ylabel("training step")
+    ax.set_title(title)
+    if T <= 24:
+        for i in range(T):
+            for j in range(i + 1):
+                ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=6,
+                        color="black" if matrix[i, j] > 0.6 else "white")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def image_grid_png(images: list[np.ndarray], titles: list[str], path: Path, title: str, cols: int = 7) -> Path:
+    """RGB uint8 images (any sizes) in a titled grid."""
+    rows = -(-len(images) // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(1.7 * cols, 1.9 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, image, name in zip(axes.flat, images, titles, strict=False):
+        ax.imshow(image)
+        ax.set_title(name, fontsize=7)
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def heatmap_png(table, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
+    """A labelled table of values in [0, 1] (pandas DataFrame: index = rows) as a heat map with its numbers."""
+    values = table.to_numpy(dtype=float)
+    rows, cols = values.shape
+    fig, ax = plt.subplots(figsize=(2.5 + 1.2 * cols, 2.4 + 0.6 * rows))
+    image = ax.imshow(values, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(cols), [str(c) for c in table.columns], rotation=30, ha="right", fontsize=8)
+    ax.set_yticks(range(rows), [str(r) for r in table.index], fontsize=8)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    for i in range(rows):
+        for j in range(cols):
+            if np.isfinite(values[i, j]):
+                ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8,
+                        color="black" if values[i, j] > 0.6 else "white")
+    fig.colorbar(image, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path

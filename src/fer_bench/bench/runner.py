@@ -7,7 +7,6 @@ session stamp (``FER_BENCH_SESSION``, set by the launching process and inherited
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import secrets
@@ -21,14 +20,16 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from fer_bench import __version__
-from fer_bench.bench import leaderboard
+from fer_bench.bench import cross_domain, leaderboard
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import confusion_matrix_png
+from fer_bench.bench.provenance import provenance
+from fer_bench.bench.rng import RngState
 from fer_bench.config import load_run_config, to_yaml
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.labels import class_names
 from fer_bench.methods import METHODS
+from fer_bench.methods.base import FERMethod
 
 CKPT_KINDS = ("best", "last")
 
@@ -38,10 +39,6 @@ def session_stamp() -> str:
     if "FER_BENCH_SESSION" not in os.environ:
         os.environ["FER_BENCH_SESSION"] = time.strftime("%Y%m%d-%H%M%S") + "-" + secrets.token_hex(2)
     return os.environ["FER_BENCH_SESSION"]
-
-
-def config_hash(cfg: DictConfig) -> str:
-    return hashlib.sha1(to_yaml(cfg).encode()).hexdigest()[:10]
 
 
 def new_run_dir(cfg: DictConfig) -> Path:
@@ -55,14 +52,23 @@ def build_method(cfg: DictConfig) -> pl.LightningModule:
     return METHODS[cfg.method.name](cfg, class_names(cfg.data.space))
 
 
-def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list) -> pl.Trainer:
+def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list,
+                  method: FERMethod | None = None) -> pl.Trainer:
+    """The Lightning trainer of ``cfg.trainer``, fitted to ``method``: methods with manual optimisation clip their
+    own gradients (``FERMethod.manual_step``), and a method that freezes parameters between epochs gets DDP's
+    unused-parameter search (``FERMethod.ddp_find_unused_parameters``)."""
     t = cfg.trainer
+    automatic = method is None or method.automatic_optimization
+    strategy = t.strategy
+    if method is not None and method.ddp_find_unused_parameters and strategy in ("ddp", "ddp_spawn"):
+        strategy = f"{strategy}_find_unused_parameters_true"
     return pl.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=t.strategy,
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
-        gradient_clip_val=t.gradient_clip_val, enable_progress_bar=t.progress_bar, enable_model_summary=False,
+        gradient_clip_val=t.gradient_clip_val if automatic else None,
+        enable_progress_bar=t.progress_bar, enable_model_summary=False,
         default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
     )
 
@@ -81,7 +87,7 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
     # metrics.csv, so sharing the fit's logger would wipe logs/metrics.csv (and the previous test's rows).
     loggers = [lg for lg in loggers if not isinstance(lg, CSVLogger)] + [
         CSVLogger(str(run_dir), name=report_name, version=kind)]
-    trainer = build_trainer(cfg, run_dir, loggers, callbacks=[])
+    trainer = build_trainer(cfg, run_dir, loggers, [], method)
     trainer.test(method, datamodule=datamodule, verbose=False)
     return json.loads(method.report_path.read_text()), trainer, loggers
 
@@ -100,6 +106,11 @@ def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> d
 
 def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) -> Path:
     """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows."""
+    if cfg.method.name == "continual":  # every step is tested as the scenario goes (R); test never selects
+        from fer_bench.bench import continual_runner
+
+        return continual_runner.run(cfg, resume)
+    targets = cross_domain.resolve_targets(cfg) if test else []  # eval_on: checked before training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = resume or new_run_dir(cfg)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
@@ -115,7 +126,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     # i.e. a copy of best.ckpt once val/acc stops improving; a monitor-less callback saves every epoch.
     last_checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="last", monitor=None,
                                       save_top_k=1, enable_version_counter=False)
-    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint, last_checkpoint])
+    trainer = build_trainer(cfg, run_dir, loggers, [checkpoint, last_checkpoint, RngState()],
+                            method)
     started = time.time()
     try:
         last = run_dir / "checkpoints" / "last.ckpt"
@@ -138,13 +150,19 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
             "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0,
             **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
         }
-        rows = [_leaderboard_row(cfg, summary, kind) for kind in CKPT_KINDS]
+        rows = [_leaderboard_row(cfg, summary, kind, run_dir) for kind in CKPT_KINDS]
         if needs.test_every_epoch:
             summary["best_test_epoch"] = best_test_epoch(run_dir / "logs" / "metrics.csv")
             rows.append({**rows[0], "ckpt": "best_test_epoch", "selection": "test (faithful; optimistic)",
                          **summary["best_test_epoch"]})
+        if targets:  # the val-selected checkpoint on every eval_on set
+            load_weights(method, run_dir / "checkpoints" / "best.ckpt")
+            summary["xdom"] = cross_domain.evaluate(cfg, targets, method)
+            rows[0] |= summary["xdom"]
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         leaderboard.append(Path(cfg.results_dir), rows)
+        if targets:
+            cross_domain.write_matrices(Path(cfg.results_dir))
     return run_dir
 
 
@@ -156,17 +174,22 @@ def best_test_epoch(metrics_csv: Path) -> dict:
     return scores | {"selected_epoch": int(best["epoch"])}
 
 
-def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str) -> dict:
+def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -> dict:
     return {
-        "run_id": summary["run_id"], "method": summary["method"], "data": summary["data"], "seed": summary["seed"],
+        "run_id": summary["run_id"], "suite": cfg.suite or "", "name": cfg.run_name or summary["method"],
+        "method": summary["method"], "data": summary["data"], "seed": summary["seed"],
         "ckpt": kind, "selection": "val/acc" if kind == "best" else "last epoch",
         **summary[kind], "protocol": cfg.method.protocol, "epochs": summary["epochs"],
-        "fit_seconds": summary["fit_seconds"], "config_hash": config_hash(cfg), "version": __version__,
+        "fit_seconds": summary["fit_seconds"], **provenance(cfg, run_dir), "run_dir": str(run_dir),
     }
 
 
 def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
     """Train and test every seed in ``cfg.seeds``."""
+    if cfg.method.name == "continual":  # a scenario of steps per seed (= class order): its own loop
+        from fer_bench.bench import continual_runner
+
+        return continual_runner.bench(cfg, resume)
     run_dirs = []
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()

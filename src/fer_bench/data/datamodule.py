@@ -7,6 +7,7 @@ nothing of methods beyond those needs.
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +16,23 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Subset
 
 from fer_bench import labels as L
 from fer_bench.data.readers import prepare, read_records
 from fer_bench.data.records import DataError, Problems, read_rgb
-from fer_bench.data.samplers import ClassBalancedSampler, EvalShardSampler, QuadrupletSampler, ShuffleSampler
+from fer_bench.data.samplers import (
+    AugmentSeeds,
+    ClassBalancedSampler,
+    EvalShardSampler,
+    QuadrupletSampler,
+    Seeded,
+    ShuffleSampler,
+    TaskSampler,
+)
+from fer_bench.data.scenario import StepData, class_keys
 from fer_bench.data.splits import assign_splits, load_splits, save_splits
-from fer_bench.data.transforms import eval_transform, train_transform
+from fer_bench.data.transforms import eval_transform, reseed, train_transform
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +47,18 @@ class DataNeeds:
     sampler: str = "random"  # random | balanced | quadruplet (extras: QuadrupletSampler options)
     extras: dict = field(default_factory=dict)
     test_every_epoch: bool = False  # protocol=faithful: the test split rides along as a second val loader
+    # Continual scenarios: rows labelled by class key (data.scenario.class_keys) in this head order instead of
+    # data.target/data.space; rows of other classes are dropped and counted.
+    classes: tuple[str, ...] | None = None
+    base_space: str = "basic6"
+
+
+def _unseed(transform, key):
+    """A training sampler's ``Seeded(item, seed)`` (AugmentSeeds) seeds the item's augmentation; returns the item."""
+    if isinstance(key, Seeded):
+        reseed(transform, key.seed)
+        return key.item
+    return key
 
 
 class FERDataset(Dataset):
@@ -58,7 +80,8 @@ class FERDataset(Dataset):
         image = self.transform(image=read_rgb(self.paths[i], checked=True))["image"]
         return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
-    def __getitem__(self, i: int) -> dict:
+    def __getitem__(self, key: int | Seeded) -> dict:
+        i = _unseed(self.transform, key)
         item = {"image": self.image(i), "label": self.label[i], "index": i}
         if self.va is not None:
             item["va"] = self.va[i]
@@ -77,7 +100,8 @@ class QuadrupletDataset(Dataset):
     def __len__(self) -> int:
         return len(self.base)
 
-    def __getitem__(self, quad: tuple[int, int, int, int]) -> dict:
+    def __getitem__(self, key: tuple[int, int, int, int] | Seeded) -> dict:
+        quad = _unseed(self.base.transform, key)
         images = torch.stack([self.base.image(i) for i in quad])
         return {"images": images, "label": self.base.label[quad[0]], "neg_label": self.base.label[quad[2]]}
 
@@ -94,6 +118,7 @@ class FERDataModule(pl.LightningDataModule):
         self.records: pd.DataFrame | None = None
         self.problems: Problems | None = None
         self.datasets: dict[str, FERDataset] = {}
+        self.step: StepData | None = None  # a continual step's view: training draw and evaluated classes
 
     @property
     def num_classes(self) -> int:
@@ -106,9 +131,19 @@ class FERDataModule(pl.LightningDataModule):
         trainer = self.trainer
         return (trainer.global_rank, trainer.world_size) if trainer is not None else (0, 1)
 
+    def _scenario_labels(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+        """Rows whose class key is one of ``needs.classes``, and their head indices; others dropped, counted."""
+        head = class_keys(records, self.needs.base_space).map({c: i for i, c in enumerate(self.needs.classes)})
+        kept = head.notna()
+        self.problems.drop("class not in the continual scenario", int((~kept).sum()))
+        self.problems.settle(self.cfg.name)
+        return records[kept].reset_index(drop=True), head[kept].astype(int).to_numpy()
+
     def _labels(self, records: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
         """Rows with a label in the configured space, and their head indices. Rows without a label of the target
         are dropped and counted; a label outside the space is bad input unless ``data.drop_outside_space``."""
+        if self.needs.classes is not None:
+            return self._scenario_labels(records)
         column = records[self.cfg.target]
         usable = records[column.notna()]
         self.problems.drop(f"no {self.cfg.target} label", len(records) - len(usable))
@@ -155,6 +190,12 @@ class FERDataModule(pl.LightningDataModule):
             self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
         log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
 
+    def eval_view(self, split: str) -> FERDataset:
+        """The split with the evaluation transform (no augmentation), e.g. to score training images."""
+        view = copy.copy(self.datasets[split])
+        view.transform = eval_transform(self.needs.image_size, self.needs.mean, self.needs.std)
+        return view
+
     def per_device_batch(self, batch_size: int) -> int:
         """The configured global batch split over ranks; it must divide evenly."""
         world = self._world()[1]
@@ -163,6 +204,8 @@ class FERDataModule(pl.LightningDataModule):
         return batch_size // world
 
     def _loader(self, dataset: Dataset, sampler, batch_size: int) -> DataLoader:
+        if not isinstance(sampler, EvalShardSampler):  # training: each item's augmentation seeded by the run's seed
+            sampler = AugmentSeeds(sampler, self.seed, self._world()[0])
         workers = self.cfg.num_workers
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=workers,
                           pin_memory=self.cfg.pin_memory and torch.cuda.is_available(),
@@ -178,6 +221,12 @@ class FERDataModule(pl.LightningDataModule):
         return ShuffleSampler(len(dataset), seed=self.seed, rank=rank, world=world)
 
     def train_dataloader(self) -> DataLoader:
+        if self.step is not None:
+            rank, world = self._world()
+            s, batch = self.step, self.per_device_batch(self.step.batch_size)
+            sampler = TaskSampler(s.fixed, s.new_pool, s.new_count, batch, s.redraw, seed=s.seed, rank=rank,
+                                  world=world)
+            return self._loader(self.datasets["train"], sampler, batch)
         batch = self.per_device_batch(self.cfg.batch_size)
         if self.needs.sampler == "quadruplet":
             rank, world = self._world()
@@ -187,13 +236,23 @@ class FERDataModule(pl.LightningDataModule):
             return self._loader(QuadrupletDataset(dataset), sampler, batch)
         return self._loader(self.datasets["train"], self.train_sampler(), batch)
 
+    def step_subset(self, split: str) -> Dataset:
+        """The split restricted to the current step's evaluated classes (the whole split outside scenarios)."""
+        dataset = self.datasets[split]
+        if self.step is None:
+            return dataset
+        classes = self.step.eval_only if self.step.eval_only is not None else range(self.step.seen)
+        return Subset(dataset, np.flatnonzero(np.isin(dataset.label.numpy(), list(classes))).tolist())
+
     def eval_dataloader(self, split: str) -> DataLoader:
         rank, world = self._world()
-        dataset = self.datasets[split]
+        dataset = self.step_subset(split)
         batch = self.cfg.eval_batch_size or self.per_device_batch(self.cfg.batch_size)
         return self._loader(dataset, EvalShardSampler(len(dataset), rank, world), batch)
 
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
+        if self.step is not None:
+            return self.eval_dataloader(self.step.val_split)
         if self.needs.test_every_epoch:
             return [self.eval_dataloader("val"), self.eval_dataloader("test")]
         return self.eval_dataloader("val")

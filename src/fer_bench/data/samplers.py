@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch.distributed as dist
@@ -189,3 +190,66 @@ class EvalShardSampler(Sampler[int]):
 
     def __len__(self) -> int:
         return len(range(self.rank, self.size, self.world))
+
+
+class TaskSampler(Sampler[int]):
+    """A continual step's training items (``data.scenario.StepData``): ``fixed`` indices plus ``new_count``
+    drawn without replacement from ``new_pool`` — per epoch with ``redraw``, else once per step — shuffled by
+    ``(seed, epoch)``, sharded by rank. Cut to whole global batches (drop remainder); a step smaller than one
+    global batch is wrapped up to one batch per rank."""
+
+    def __init__(self, fixed: Sequence[int], new_pool: Sequence[int], new_count: int, batch_size: int,
+                 redraw: bool, seed: int = 0, rank: int = 0, world: int = 1):
+        if new_count > len(new_pool):
+            raise ValueError(f"cannot draw {new_count} new-class items from a pool of {len(new_pool)}")
+        self.fixed, self.pool = np.asarray(fixed, dtype=np.int64), np.asarray(new_pool, dtype=np.int64)
+        self.new_count, self.redraw, self.seed, self.rank, self.world = new_count, redraw, seed, rank, world
+        total = len(self.fixed) + new_count
+        if total == 0:
+            raise ValueError("a continual step has no training items")
+        self.per_rank = max(1, total // (batch_size * world)) * batch_size
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def new_items(self, epoch: int) -> np.ndarray:
+        """The new-class subset used in ``epoch`` (the same every epoch unless ``redraw``)."""
+        rng = np.random.default_rng([self.seed, epoch if self.redraw else 0, 1])
+        return rng.permutation(self.pool)[: self.new_count]
+
+    def __iter__(self) -> Iterator[int]:
+        items = np.concatenate([self.fixed, self.new_items(self.epoch)])
+        order = np.random.default_rng([self.seed, self.epoch]).permutation(items)
+        return iter(np.resize(order, self.per_rank * self.world)[self.rank :: self.world].tolist())
+
+    def __len__(self) -> int:
+        return self.per_rank
+
+
+class Seeded(NamedTuple):
+    """A training item (an index or a quadruplet) with the seed of its augmentation."""
+
+    item: Any
+    seed: int
+
+
+class AugmentSeeds(Sampler[Seeded]):
+    """Wraps a training sampler: each item comes as ``Seeded(item, seed)``, the seed drawn from (seed, epoch, rank,
+    position). Augmentations then depend on the run's seed alone: not on the worker processes (whose copies of one
+    generator would repeat each other's draws) nor on the state of a process that resumed a killed run."""
+
+    def __init__(self, sampler, seed: int, rank: int):
+        self.sampler, self.seed, self.rank = sampler, seed, rank
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+        self.sampler.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[Seeded]:
+        seeds = np.random.default_rng([self.seed, self.epoch, self.rank]).integers(0, 2**63, size=len(self.sampler))
+        return iter(map(Seeded, self.sampler, seeds.tolist()))
+
+    def __len__(self) -> int:
+        return len(self.sampler)

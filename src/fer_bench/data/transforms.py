@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import random
+
 import albumentations as A
 import cv2
+import numpy as np
 
 
 def train_transform(size: int, mean, std, aug) -> A.Compose:
@@ -25,3 +28,8 @@ def train_transform(size: int, mean, std, aug) -> A.Compose:
 
 def eval_transform(size: int, mean, std) -> A.Compose:
     return A.Compose([A.Resize(size, size, interpolation=cv2.INTER_AREA), A.Normalize(mean=mean, std=std)])
+
+
+def reseed(transform: A.Compose, seed: int) -> None:
+    """Start the pipeline's random draws from ``seed`` (albumentations seeds a Compose from OS entropy otherwise)."""
+    transform.set_random_state(np.random.default_rng(seed), random.Random(seed))

@@ -27,6 +27,10 @@ VAL_LOADER_STAGES = ("val", "test_epoch")
 
 
 class FERMethod(pl.LightningModule):
+    # True for a method that switches parameters' requires_grad between epochs (e.g. a head-only phase): DDP then
+    # has to look for parameters without a gradient in every step.
+    ddp_find_unused_parameters = False
+
     def __init__(self, cfg: DictConfig, class_names: list[str]):
         super().__init__()
         self.cfg = cfg
@@ -118,13 +122,21 @@ class FERMethod(pl.LightningModule):
         first = loss_fn()
         optimizer.zero_grad()
         self.manual_backward(first[0])
+        self._clip(optimizer)
         if isinstance(optimizer.optimizer, SAM):
             optimizer.optimizer.first_step(zero_grad=True)
             self.manual_backward(loss_fn()[0])
+            self._clip(optimizer)
             optimizer.optimizer.second_step(zero_grad=True)
         else:
             optimizer.step()
         return first
+
+    def _clip(self, optimizer) -> None:
+        """``trainer.gradient_clip_val`` (global norm) for manual optimisation, where Lightning does not clip."""
+        if self.cfg.trainer.gradient_clip_val:
+            self.clip_gradients(optimizer, gradient_clip_val=self.cfg.trainer.gradient_clip_val,
+                                gradient_clip_algorithm="norm")
 
     def trainable_parameters(self):
         return [p for p in self.parameters() if p.requires_grad]

@@ -44,6 +44,8 @@ def drop_class(logits: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[
 
 
 class Multitask(FERMethod):
+    ddp_find_unused_parameters = True  # phase A freezes the backbone after DDP has wrapped the model
+
     def __init__(self, cfg, class_names):
         super().__init__(cfg, class_names)
         m, b = cfg.method, cfg.backbone

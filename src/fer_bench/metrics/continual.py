@@ -85,3 +85,29 @@ def summary(R: Matrix, group_sizes: Sequence[float] | None = None) -> dict[str, 
         "cl/forgetting": forgetting(R),
         "cl/forgetting_first": forgetting_first(R),
     }
+
+
+def new_acc(R: Matrix) -> float:
+    """Mean over steps i ≥ 1 of R[i][i]: accuracy on each step's new classes right after learning them."""
+    R = _matrix(R)
+    if len(R) < 2:
+        return float("nan")
+    return float(np.mean(np.diag(R)[1:]))
+
+
+def old_new_accuracies(R: Matrix, group_sizes: Sequence[float] | None = None) -> list[tuple[float, float]]:
+    """Per step i ≥ 1: (accuracy on the classes of tasks < i, sample-weighted when group sizes are given;
+    accuracy on task i's classes) — PyCIL's old/new split."""
+    R = _matrix(R)
+    w = np.ones(len(R)) if group_sizes is None else np.asarray(group_sizes, dtype=float)
+    return [(float(np.dot(R[i, :i], w[:i]) / w[:i].sum()), float(R[i, i])) for i in range(1, len(R))]
+
+
+def overall_accuracy(acc: Sequence[Sequence[float]] | np.ndarray) -> float:
+    """complex-FER's "Overall Accuracy": ``acc[o][s]`` = accuracy over all seen classes after step s (s = 0 the
+    base model) in class order o; the mean over steps of the mean over orders (evaluate.get_overall_cont_results).
+    """
+    acc = np.asarray(acc, dtype=float)
+    if acc.ndim != 2 or acc.size == 0 or np.isnan(acc).any():
+        raise ValueError("overall accuracy needs a complete orders x steps table")
+    return float(acc.mean(axis=0).mean())

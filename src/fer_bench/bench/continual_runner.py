@@ -1,0 +1,191 @@
+"""The continual scenario loop: for each step, grow the head, fit, restore the best epoch, update the memory,
+test all seen classes (one row of R), and save a scenario checkpoint; then CL metrics, plots, few-shot, Grad-CAM.
+
+A bench seed is a class-order index. ``checkpoints/scenario.ckpt`` holds the weights, head size, memory, step and
+the rows of R so far: ``resume=<run dir>`` continues after the last finished step and gives the same final matrix,
+because every step reseeds from ``(seed, step)``. ``checkpoints/base.ckpt`` keeps the base model for few-shot.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
+from omegaconf import DictConfig
+
+from fer_bench.bench import leaderboard
+from fer_bench.bench.continual_steps import evaluate, fit_step, step_data, update_memory
+from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
+from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png
+from fer_bench.bench.provenance import provenance
+from fer_bench.bench.runner import new_run_dir
+from fer_bench.config import load_run_config, to_yaml
+from fer_bench.data.datamodule import FERDataModule
+from fer_bench.data.readers import read_records
+from fer_bench.data.scenario import Scenario, build_scenario, class_keys
+from fer_bench.methods.continual import Continual, check_config
+from fer_bench.metrics import continual as clm
+from fer_bench.metrics.classification import (
+    accuracy_from_confmat,
+    confusion_matrix,
+    f1_from_confmat,
+    uar_from_confmat,
+)
+
+SCENARIO_CKPT = "scenario.ckpt"
+
+
+def scenario_of(cfg: DictConfig) -> Scenario:
+    """The class-incremental scenario of this run: its class order is ``cfg.seed``."""
+    m = cfg.method
+    records, _ = read_records(cfg.data)
+    return build_scenario(class_keys(records, m.base_space), m.base_space, cfg.seed, m.n_orders, m.order_seed,
+                          m.increment, m.max_steps)
+
+
+def _setup(cfg: DictConfig, scenario: Scenario, run_dir: Path, splits_from: Path | None):
+    method = Continual(cfg, list(scenario.classes), base_classes=scenario.step_sizes[0])
+    needs = method.data_needs()
+    needs.classes = scenario.classes
+    dm = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed, splits_from=splits_from)
+    dm.prepare_data()
+    dm.setup()
+    return method, dm
+
+
+def _save(method: Continual, path: Path, extra: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    torch.save({"state_dict": method.state_dict(), "continual": method.continual_state(), **extra}, tmp)
+    tmp.replace(path)
+
+
+def run(cfg: DictConfig, resume: Path | None = None) -> Path:
+    """Run (or resume) one class order's scenario; returns the run directory."""
+    check_config(cfg.method)
+    if resume is not None:  # the saved recipe; only where to stop comes from the caller
+        stop_after = cfg.method.stop_after
+        cfg = load_run_config(resume)
+        cfg.method.stop_after = stop_after
+    run_dir = resume or new_run_dir(cfg)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    scenario = scenario_of(cfg)
+    ckpt = run_dir / "checkpoints" / SCENARIO_CKPT
+    resumed = resume is not None and ckpt.is_file()
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the initial weights
+    method, dm = _setup(cfg, scenario, run_dir, run_dir / "splits" if resumed else None)
+    rows, sizes, fit_seconds, start = [], [], 0.0, 0
+    if resumed:
+        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        method.load_scenario_checkpoint(state)
+        rows, sizes, fit_seconds, start = state["rows"], state["sizes"], state["fit_seconds"], state["step"] + 1
+    result = None
+    for step in range(start, scenario.num_steps):
+        pl.seed_everything(cfg.seed * 1000 + step, workers=True, verbose=False)
+        method.begin_step(step, scenario.step_sizes[step])
+        dm.step = step_data(cfg, method, dm, scenario, step)
+        started = time.time()
+        epochs = cfg.trainer.max_epochs if step == 0 else cfg.method.step_epochs
+        fit_step(cfg, method, dm, run_dir, f"step{step:02d}", epochs, "val/loss" if step == 0 else "val/acc")
+        fit_seconds += time.time() - started
+        update_memory(cfg, method, dm, scenario, step)
+        result = evaluate(method, dm, scenario, step)
+        rows.append(result["row"])
+        sizes = result["sizes"]
+        if step == 0:
+            torch.save({"backbone": method.backbone.state_dict(), "head": method.head.state_dict()},
+                       run_dir / "checkpoints" / "base.ckpt")
+        _save(method, ckpt, {"step": step, "rows": rows, "sizes": sizes, "fit_seconds": fit_seconds})
+        if cfg.method.stop_after is not None and step >= cfg.method.stop_after:
+            return run_dir
+    if result is None:  # resumed after the last step: re-score the final model
+        result = evaluate(method, dm, scenario, scenario.num_steps - 1)
+    _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds)
+    return run_dir
+
+
+def cl_metrics(rows: list[list[float]], sizes: list[int]) -> dict[str, float]:
+    """Every continual metric of one run (sample-weighted A_i; forgetting = Chaudhry, plus Avalanche's)."""
+    out = clm.summary(rows, sizes)
+    out["cl/new_acc"] = clm.new_acc(rows)
+    out["cl/overall_acc"] = out["cl/avg_inc_acc"]  # complex-FER's figure = this averaged over class orders
+    old_new = clm.old_new_accuracies(rows, sizes)
+    out["cl/old_acc_final"] = old_new[-1][0] if old_new else float("nan")
+    return out
+
+
+def _final_confmat(result: dict, scenario: Scenario) -> torch.Tensor:
+    seen = scenario.seen(scenario.num_steps - 1)
+    return confusion_matrix(torch.as_tensor(result["preds"]), torch.as_tensor(result["labels"]), seen)
+
+
+def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds) -> None:
+    strategy = cfg.method.strategy
+    names = [", ".join(scenario.classes[c] for c in scenario.new_classes(s)) for s in range(scenario.num_steps)]
+    names[0] = f"base ({scenario.step_sizes[0]})"
+    metrics = cl_metrics(rows, sizes)
+    cm = _final_confmat(result, scenario)
+    final = {"test/acc": float(accuracy_from_confmat(cm)), "test/uar": float(uar_from_confmat(cm)),
+             "test/f1": float(f1_from_confmat(cm))}
+    extra = {}
+    if cfg.method.fewshot.enabled:
+        from fer_bench.bench.fewshot import run_fewshot
+
+        extra = run_fewshot(cfg, run_dir, scenario)
+    if rank_zero_only.rank != 0:
+        return
+    plots = {"plots/acc_matrix": accuracy_matrix_png(
+        rows, names, run_dir / "plots" / "acc_matrix.png",
+        f"{strategy} on {cfg.data.name}, order {cfg.seed}: avg inc acc {metrics['cl/avg_inc_acc']:.3f}")}
+    plots["plots/confusion_final"] = confusion_matrix_png(
+        cm.tolist(), list(scenario.classes[: len(cm)]), run_dir / "plots" / "confusion_final.png",
+        f"{strategy} after the last step: acc {final['test/acc']:.3f}")
+    if cfg.method.gradcam:
+        from fer_bench.bench.gradcam import gradcam_grid
+
+        plots["plots/gradcam"] = gradcam_grid(method, dm.eval_view("test"), list(scenario.classes),
+                                              run_dir / "plots" / "gradcam.png")
+    summary = {
+        "run_id": run_dir.name, "method": cfg.method.name, "strategy": strategy, "data": cfg.data.name,
+        "seed": cfg.seed, "order": list(scenario.classes), "step_sizes": list(scenario.step_sizes),
+        "acc_matrix": rows, "test_per_task": sizes, "incremental_acc": clm.incremental_accuracies(rows, sizes).tolist(),
+        "old_new_acc": clm.old_new_accuracies(rows, sizes), "forgetting_definition":
+            "cl/forgetting = Chaudhry et al. 2018: mean over old tasks of (best earlier accuracy - final accuracy); "
+            "cl/forgetting_first = Avalanche: mean of (accuracy right after learning - final accuracy)",
+        "cl": metrics, "final": final, "fewshot": extra, "fit_seconds": round(fit_seconds, 1),
+        "memory_per_class": {str(c): len(v) for c, v in method.memory.slots.items()},
+    }
+    (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
+    selection = "test fold per step (faithful; optimistic)" if cfg.method.protocol == "faithful" else "val per step"
+    row = {"run_id": run_dir.name, "suite": cfg.suite or "", "name": cfg.run_name or f"continual/{strategy}",
+           "method": f"continual/{strategy}", "data": cfg.data.name, "seed": cfg.seed, "ckpt": "final",
+           "selection": selection, **final, **metrics, **extra, "protocol": cfg.method.protocol,
+           "steps": scenario.num_steps, "fit_seconds": round(fit_seconds, 1), **provenance(cfg, run_dir),
+           "run_dir": str(run_dir)}
+    leaderboard.append(Path(cfg.results_dir), [row])
+    # The CSV logs are per step (logs/stepNN); the run-level summary goes to W&B when enabled.
+    loggers = [lg for lg in build_loggers(cfg, run_dir) if not isinstance(lg, CSVLogger)]
+    try:
+        for logger in loggers:
+            logger.log_metrics({k: v for k, v in {**metrics, **final, **extra}.items() if np.isfinite(v)})
+            logger.save()
+        log_images(loggers, plots)
+    finally:
+        finish_wandb(loggers)
+
+
+def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
+    """Every seed (= class order) in ``cfg.seeds``; with ``resume``, finish that one run."""
+    if resume is not None:
+        return [run(cfg, resume)]
+    run_dirs = []
+    for seed in cfg.seeds:
+        seed_cfg = cfg.copy()
+        seed_cfg.seed = int(seed)
+        run_dirs.append(run(seed_cfg))
+    return run_dirs
