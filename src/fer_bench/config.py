@@ -26,6 +26,22 @@ class ConfigError(ValueError):
     """A configuration problem the user can fix; the message says what and where."""
 
 
+def read_yaml_mapping(path: Path, kind: str) -> dict:
+    """A YAML file that must hold a mapping (a suite, a sweep): clear errors for a missing, unparsable or
+    non-mapping file, naming ``kind`` and the path."""
+    import yaml
+
+    if not path.is_file():
+        raise ConfigError(f"{kind} {path} does not exist")
+    try:
+        spec = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"cannot parse {kind} {path}: {e}") from None
+    if not isinstance(spec, dict):
+        raise ConfigError(f"{kind} {path} must be a mapping")
+    return spec
+
+
 @dataclass
 class AugmentConfig:
     """Training augmentation (albumentations); evaluation only resizes and normalises."""

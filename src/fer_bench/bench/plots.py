@@ -27,12 +27,7 @@ def confusion_matrix_png(confmat, class_names: list[str], path: Path, title: str
         for j in range(cm.shape[1]):
             ax.text(j, i, f"{int(cm[i, j])}", ha="center", va="center", fontsize=7,
                     color="white" if norm[i, j] > 0.5 else "black")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, colorbar=(image, ax))
 
 
 def accuracy_matrix_png(R, task_names: list[str], path: Path, title: str) -> Path:
@@ -54,12 +49,7 @@ def accuracy_matrix_png(R, task_names: list[str], path: Path, title: str) -> Pat
             for j in range(i + 1):
                 ax.text(j, i, f"{100 * matrix[i, j]:.0f}", ha="center", va="center", fontsize=6,
                         color="black" if matrix[i, j] > 0.6 else "white")
-    fig.colorbar(image, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path, colorbar=(image, ax))
 
 
 def image_grid_png(images: list[np.ndarray], titles: list[str], path: Path, title: str, cols: int = 7) -> Path:
@@ -72,11 +62,7 @@ def image_grid_png(images: list[np.ndarray], titles: list[str], path: Path, titl
         ax.imshow(image)
         ax.set_title(name, fontsize=7)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return _save(fig, path)
 
 
 def heatmap_png(table, path: Path, title: str, xlabel: str, ylabel: str) -> Path:
@@ -95,7 +81,13 @@ def heatmap_png(table, path: Path, title: str, xlabel: str, ylabel: str) -> Path
             if np.isfinite(values[i, j]):
                 ax.text(j, i, f"{values[i, j]:.3f}", ha="center", va="center", fontsize=8,
                         color="black" if values[i, j] > 0.6 else "white")
-    fig.colorbar(image, ax=ax, fraction=0.046)
+    return _save(fig, path, colorbar=(image, ax))
+
+
+def _save(fig, path: Path, colorbar=None) -> Path:
+    """Lay out, add the colour bar of ``(image, ax)`` if given, write the PNG and free the figure."""
+    if colorbar is not None:
+        fig.colorbar(colorbar[0], ax=colorbar[1], fraction=0.046)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=110)

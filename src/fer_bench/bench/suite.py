@@ -20,10 +20,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from omegaconf import DictConfig
 
-from fer_bench.config import ConfigError, build_config, project_root
+from fer_bench.config import ConfigError, build_config, project_root, read_yaml_mapping
 
 KEYS = ("description", "methods", "data", "seeds", "overrides", "method_overrides", "runs")
 RUN_KEYS = ("name", "method", "overrides")
@@ -69,12 +68,7 @@ def load_suite(path: Path, known: list[str]) -> tuple[dict, list[SuiteRun]]:
     if not path.is_file():
         choices = sorted(p.stem for p in path.parent.glob("*.yaml")) if path.parent.is_dir() else []
         raise ConfigError(f"no suite {path.stem!r} ({path} does not exist); suites: {', '.join(choices) or 'none'}")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse suite {path}: {e}") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"suite {path} must be a mapping with keys {', '.join(KEYS)}")
+    spec = read_yaml_mapping(path, "suite")
     unknown = sorted(set(spec) - set(KEYS))
     if unknown:
         raise _fail(path, unknown[0], f"is not a suite key; keys: {', '.join(KEYS)}")

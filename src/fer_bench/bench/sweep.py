@@ -29,9 +29,8 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import yaml
 
-from fer_bench.config import ConfigError, build_config
+from fer_bench.config import ConfigError, build_config, read_yaml_mapping
 
 ARGS_MACRO = "${args_no_hyphens}"
 
@@ -47,14 +46,7 @@ def _sweeps():
 def load_sweep(path: Path) -> dict:
     """Read a sweep file and check it: W&B's sweep schema, the command form, a metric, flat parameters."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"sweep file {path} does not exist")
-    try:
-        spec = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as e:
-        raise ConfigError(f"cannot parse sweep file {path}: {e}") from None
-    if not isinstance(spec, dict):
-        raise ConfigError(f"sweep file {path} must be a mapping (a W&B sweep config)")
+    spec = read_yaml_mapping(path, "sweep file")
     violations = _sweeps().schema_violations_from_proposed_config(spec)
     if violations:
         raise ConfigError(f"sweep file {path} breaks the W&B sweep schema:\n  " + "\n  ".join(violations))
