@@ -281,3 +281,11 @@ def test_ddp_spawn_scenario_keeps_one_memory(tmp_path):
     run_dir = continual_runner.run(cfg)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert len(metrics["acc_matrix"]) == 2 and metrics["memory_per_class"]
+
+
+def test_eval_on_is_refused_with_a_clear_message(tmp_path):
+    from fer_bench.config import ConfigError
+
+    with pytest.raises(ConfigError, match="not supported for method=continual"):
+        continual_runner.bench(_cfg(tmp_path, "eval_on=[synthetic:wild]"))
+    assert not (tmp_path / "runs").exists()  # refused before any run directory or training
