@@ -122,7 +122,8 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
             png = heatmap_png(frame, plots_dir / f"{key}.png", title, "class" if key == "per_class_acc" else
                               "test set", "run")
             report.images[key] = png
-            parts += [f"## {title}\n", frame.to_markdown(floatfmt=".3f", missingval="–"), "",
+            shown = frame.astype(object).where(frame.notna(), None)  # tabulate writes missingval for None only
+            parts += [f"## {title}\n", shown.to_markdown(floatfmt=".3f", missingval="–"), "",
                       f"![{key}]({_link(png, out)})", ""]
     for key, title in (("confusion", "Confusion matrices (rows: true class; summed over seeds)"),
                        ("continual", "Continual accuracy matrices R (mean over class orders)")):
