@@ -25,7 +25,7 @@ from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png
 from fer_bench.bench.provenance import provenance
 from fer_bench.bench.runner import new_run_dir
-from fer_bench.config import ConfigError, load_run_config, to_yaml
+from fer_bench.config import to_yaml
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.scenario import Scenario, build_scenario, class_keys
@@ -68,10 +68,6 @@ def _save(method: Continual, path: Path, extra: dict) -> None:
 def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     """Run (or resume) one class order's scenario; returns the run directory."""
     check_config(cfg.method)
-    if resume is not None:  # the saved recipe; only where to stop comes from the caller
-        stop_after = cfg.method.stop_after
-        cfg = load_run_config(resume)
-        cfg.method.stop_after = stop_after
     run_dir = resume or new_run_dir(cfg)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     scenario = scenario_of(cfg)
@@ -181,9 +177,6 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
 
 def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
     """Every seed (= class order) in ``cfg.seeds``; with ``resume``, finish that one run."""
-    if cfg.eval_on:
-        raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
-                          "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
     if resume is not None:
         return [run(cfg, resume)]
     run_dirs = []

@@ -102,12 +102,3 @@ def old_new_accuracies(R: Matrix, group_sizes: Sequence[float] | None = None) ->
     w = np.ones(len(R)) if group_sizes is None else np.asarray(group_sizes, dtype=float)
     return [(float(np.dot(R[i, :i], w[:i]) / w[:i].sum()), float(R[i, i])) for i in range(1, len(R))]
 
-
-def overall_accuracy(acc: Sequence[Sequence[float]] | np.ndarray) -> float:
-    """complex-FER's "Overall Accuracy": ``acc[o][s]`` = accuracy over all seen classes after step s (s = 0 the
-    base model) in class order o; the mean over steps of the mean over orders (evaluate.get_overall_cont_results).
-    """
-    acc = np.asarray(acc, dtype=float)
-    if acc.ndim != 2 or acc.size == 0 or np.isnan(acc).any():
-        raise ValueError("overall accuracy needs a complete orders x steps table")
-    return float(acc.mean(axis=0).mean())
