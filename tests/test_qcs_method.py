@@ -81,3 +81,26 @@ def test_qcs_learns_and_evaluation_never_touches_the_cross_modules(tmp_path):
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert retest["test/acc"] == metrics["best"]["test/acc"]
     assert metrics["best"]["test/acc"] > 1 / 7 + 0.3, metrics
+
+
+def test_manual_step_clips_the_gradient_norm_to_trainer_gradient_clip_val():
+    cfg, method, dm, _ = _method_and_batch("trainer.gradient_clip_val=0.01")
+    norms = []
+    build_optimizers = method.configure_optimizers
+
+    def configure_with_recording():
+        out = build_optimizers()
+        optimizer, step = out["optimizer"], out["optimizer"].step
+
+        def recorded_step(*args, **kwargs):
+            grads = [p.grad for p in method.parameters() if p.grad is not None]
+            norms.append(float(torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g) for g in grads]))))
+            return step(*args, **kwargs)
+
+        optimizer.step = recorded_step
+        return out
+
+    method.configure_optimizers = configure_with_recording
+    Trainer(max_epochs=1, limit_train_batches=2, limit_val_batches=0, accelerator="cpu", logger=False,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False).fit(method, dm)
+    assert len(norms) == 2 and all(n <= 0.01 * (1 + 1e-4) for n in norms), norms
