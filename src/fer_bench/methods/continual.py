@@ -126,11 +126,16 @@ class Continual(FERMethod):
         super().train(mode)
         if self.teacher is not None:
             self.teacher.eval()
-        if mode and self.step > 0 and self.cfg.method.freeze_bn:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.eval()
+        if mode:
+            for module in self._frozen_batch_norms():
+                module.eval()
         return self
+
+    def _frozen_batch_norms(self) -> list[nn.Module]:
+        """The backbone's BatchNorm layers held fixed (statistics and affine) from step 1 on with ``freeze_bn``."""
+        if self.step == 0 or not self.cfg.method.freeze_bn:
+            return []
+        return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
     # scenario ---------------------------------------------------------------------------------------------------
     def begin_step(self, step: int, new_classes: int) -> None:
@@ -146,10 +151,8 @@ class Continual(FERMethod):
         prefixes = m.base_trainable if step == 0 else m.step_trainable
         for name, param in self.backbone.named_parameters():
             param.requires_grad_(prefixes is None or name.startswith(tuple(prefixes)))
-        if step > 0 and m.freeze_bn:
-            for module in self.backbone.modules():
-                if isinstance(module, nn.modules.batchnorm._BatchNorm):
-                    module.requires_grad_(False)
+        for module in self._frozen_batch_norms():
+            module.requires_grad_(False)
 
     def gamma(self) -> float:
         if not self.strategy.kd or self.step == 0:
