@@ -10,7 +10,8 @@ import pytest
 import torch
 
 os.environ.setdefault("WANDB_MODE", "disabled")
-torch.set_num_threads(2)
+# Under pytest-xdist (make test runs one worker per core) each worker computes on one thread.
+torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
 
 
 @pytest.fixture(autouse=True)
@@ -25,10 +26,17 @@ _CACHE: list = []
 
 
 def _session_cache():
+    """One cache per test session, shared by the xdist workers of that session (cache builds are atomic)."""
     if not _CACHE:
         import tempfile
 
-        _CACHE.append(tempfile.mkdtemp(prefix="fer-bench-cache-"))
+        run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+        if run:
+            shared = os.path.join(tempfile.gettempdir(), f"fer-bench-cache-{run}")
+            os.makedirs(shared, exist_ok=True)
+            _CACHE.append(shared)
+        else:
+            _CACHE.append(tempfile.mkdtemp(prefix="fer-bench-cache-"))
     return _CACHE[0]
 
 
