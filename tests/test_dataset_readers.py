@@ -10,7 +10,7 @@ import pytest
 from fer_bench.config import build_config
 from fer_bench.data import layouts
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
-from fer_bench.data.readers import abaw, affectnet, ckplus, expw, fer2013, ferplus, read_records, sfew
+from fer_bench.data.readers import abaw, affectnet, cfee, ckplus, expw, fer2013, ferplus, read_records, sfew
 from fer_bench.data.records import DataError, read_rgb
 
 NA = pd.NA
@@ -316,19 +316,43 @@ def test_abaw_multitask_merges_tasks_per_frame_with_masks(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CFEE
 
-CFEE_CLASSES = [(1, "neutral"), (2, "happy"), (3, "fearful"), (8, "happily surprised"), (22, "awed")]
+# The class table as exported from the 'summary' sheet of AU_annotation_all_subjects.xls (CFEE_Database_230; order
+# of Du, Tao & Martinez, PNAS 2014, Fig. 1). File names and group folders imitate the release:
+# 01-04/Images1/09_110_2555.jpg, and ids past 22 (23_178_6632.jpg) that the sheet does not list.
+CFEE_NAMES = ["neutral", "happy", "sad", "fearful", "angry", "surprised", "disgusted", "happily surprised",
+              "happily disgusted", "sadly fearful", "sadly angry", "sadly surprised", "sadly disgusted",
+              "fearfully angry", "fearfully surprised", "fearfully disgusted", "angrily surprised",
+              "angrily disgusted", "disgustedly surprised", "appalled", "hatred", "awed"]
+CFEE_CLASSES = list(enumerate(CFEE_NAMES, start=1))
+CFEE_ITEMS = [("01-04/Images1", 1, 110, 2547), ("01-04/Images1", 2, 110, 2548), ("01-04/Images1", 9, 110, 2555),
+              ("05-08/Images2", 4, 178, 6611), ("05-08/Images2", 23, 178, 6632), ("05-08/Images2", 22, 201, 7001),
+              ("05-08/Images2", 24, 201, 7010), ("05-08/Images2", 23, 201, 7011)]
 
 
-def test_cfee_maps_classes_by_name_and_folds_by_subject(tmp_path):
-    layouts.write_cfee(tmp_path, [(2, 1), (3, 1), (8, 1), (1, 2), (2, 2), (22, 3), (3, 4)], CFEE_CLASSES)
+def test_cfee_reads_real_file_names_in_group_folders_and_counts_unmapped_ids(tmp_path):
+    paths = layouts.write_cfee(tmp_path, CFEE_ITEMS, CFEE_CLASSES)
+    assert paths[2] == "01-04/Images1/09_110_2555.jpg"
     records, problems = _read("cfee", tmp_path, "data.folds=2", "data.fold=1")
-    assert _rel(records, tmp_path) == ["001/02001.jpg", "001/03001.jpg", "001/08001.jpg", "002/01002.jpg",
-                                       "002/02002.jpg", "003/22003.jpg", "004/03004.jpg"]
-    assert records["expression"].tolist() == [1, 4, NA, 0, 1, NA, 4]
-    assert records["compound"].tolist() == [NA, NA, 0, NA, NA, 14, NA]
-    assert records["subject"].tolist() == ["001", "001", "001", "002", "002", "003", "004"]
-    assert records["split"].tolist() == ["train"] * 5 + ["test"] * 2  # fold 1 of 2 holds out subjects 003, 004
+    assert _rel(records, tmp_path) == ["01-04/Images1/01_110_2547.jpg", "01-04/Images1/02_110_2548.jpg",
+                                       "01-04/Images1/09_110_2555.jpg", "05-08/Images2/04_178_6611.jpg",
+                                       "05-08/Images2/22_201_7001.jpg"]
+    assert records["expression"].tolist() == [0, 1, NA, 4, NA]  # neutral, happy, -, fearful, -
+    assert records["compound"].tolist() == [NA, NA, 1, NA, 14]  # happily disgusted, awed
+    assert records["subject"].tolist() == ["110", "110", "110", "178", "201"]
+    assert records["split"].tolist() == ["train"] * 3 + ["test"] * 2  # fold 1 of 2 holds out subjects 178, 201
+    table = tmp_path / "classes.csv"
+    assert problems.dropped == {cfee.unmapped("23", table, "05-08/Images2/23_178_6632.jpg"): 2,
+                                cfee.unmapped("24", table, "05-08/Images2/24_201_7010.jpg"): 1}
     assert not problems.items
+
+
+def test_cfee_class_table_from_data_cfee_classes_maps_ids_past_22(tmp_path):
+    layouts.write_cfee(tmp_path, CFEE_ITEMS, CFEE_CLASSES)
+    table = tmp_path / "my_classes.csv"
+    table.write_text((tmp_path / "classes.csv").read_text() + "23,neutral\n24,happy\n")
+    records, problems = _read("cfee", tmp_path, "data.folds=2", f"data.cfee.classes={table}")
+    assert len(records) == 8 and not problems.dropped
+    assert records.loc[records["path"].str.contains("_6632|_7011|_7010"), "expression"].tolist() == [0, 0, 1]  # 23_178, 23_201, 24_201
 
 
 def test_compound_folders_card_reads_compound_class_folders(tmp_path):

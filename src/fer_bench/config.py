@@ -79,6 +79,13 @@ class CkplusOptions:
 
 
 @dataclass
+class CfeeOptions:
+    """CFEE: the class table (``id,name``, the exported summary sheet), relative to ``data.root`` or absolute."""
+
+    classes: str = "classes.csv"
+
+
+@dataclass
 class AbawOptions:
     """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU) and the annotation folder names of the challenge edition."""
 
@@ -118,6 +125,7 @@ class DataConfig:
     ferplus: FerplusOptions = field(default_factory=FerplusOptions)
     ckplus: CkplusOptions = field(default_factory=CkplusOptions)
     abaw: AbawOptions = field(default_factory=AbawOptions)
+    cfee: CfeeOptions = field(default_factory=CfeeOptions)
     synth: SynthSpec = field(default_factory=SynthSpec)
 
 

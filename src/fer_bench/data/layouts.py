@@ -224,16 +224,21 @@ def write_abaw(root: Path, videos: dict[str, dict], folders: dict[str, str], var
                 file.write_text(ABAW_HEADERS[key] + "\n" + "".join(f"{line}\n" for line in spec[key]))
 
 
-def write_cfee(root: Path, items: list[tuple[int, int]], classes: list[tuple[int, str]], size: int = 48) -> None:
-    """``classes.csv`` (id,name) and images ``<subject>/<class id:02d><subject:03d>.jpg``; ``items`` are
-    (class id, subject)."""
+def write_cfee(root: Path, items: list[tuple[str, int, int, int]], classes: list[tuple[int, str]],
+               size: int = 48) -> list[str]:
+    """The CFEE_Database_230 layout: ``classes.csv`` (id,name, the exported summary sheet) and images
+    ``<group folder>/<class id:02d>_<subject:03d>_<index>.jpg`` (e.g. ``01-04/Images1/09_110_2555.jpg``); ``items``
+    are (group folder, class id, subject, index). Returns the image paths relative to ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{name}\n" for i, name in classes))
-    names = dict(classes)
-    for i, (class_id, subject) in enumerate(items):
+    names, paths = dict(classes), []
+    for i, (group, class_id, subject, index) in enumerate(items):
         name = names.get(class_id, "neutral").lower()
         if name in COMPOUNDS:
             rgb = face(compound=COMPOUNDS.index(name), index=i, size=size)
         else:
             rgb = face(EXPRESSION_ALIASES.get(name), index=i, size=size)
-        write_jpg(root / f"{subject:03d}" / f"{class_id:02d}{subject:03d}.jpg", rgb)
+        path = f"{group}/{class_id:02d}_{subject:03d}_{index}.jpg"
+        write_jpg(root / path, rgb)
+        paths.append(path)
+    return paths

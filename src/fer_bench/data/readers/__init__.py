@@ -68,7 +68,10 @@ def _read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     try:
         return READERS[data_cfg.reader](root, data_cfg, problems)
     except (FileNotFoundError, ValueError) as e:
-        raise DataError(f"data set '{data_cfg.name}': {e}") from None
+        # Bad items found before the error (e.g. rejected file names that leave too few subjects for the folds)
+        # come first: they are usually its cause.
+        first = f"{problems.listing(data_cfg.name)}\nthen: " if problems.items else ""
+        raise DataError(f"{first}data set '{data_cfg.name}': {e}") from None
 
 
 def drop_duplicates(records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
