@@ -18,7 +18,7 @@ from fer_bench.cli import skipped_line
 from fer_bench.config import build_config
 from fer_bench.data import layouts, records
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
-from fer_bench.data.readers import read_records
+from fer_bench.data.readers import cfee, read_records
 from fer_bench.data.records import MAX_IMAGE_PIXELS, DataError, read_rgb
 
 FOOTER = "Fix them, or set data.on_error=skip to skip, count and list them in the run directory."
@@ -237,19 +237,34 @@ def test_empty_class_folder_and_unknown_class_are_named(tmp_path):
 
 
 def test_cfee_bad_class_table_and_file_names(tmp_path):
-    layouts.write_cfee(tmp_path, [(2, 1), (5, 1), (2, 2)], [(2, "happy"), (3, "bored")])
-    (tmp_path / "001" / "notes.jpg").write_bytes((tmp_path / "001" / "02001.jpg").read_bytes())
+    # CFEE_Database_230 layout (group folders, <class:2>_<subject:3>_<index>.jpg), see test_dataset_readers.py
+    layouts.write_cfee(tmp_path, [("01-04/Images1", 2, 110, 2548), ("01-04/Images1", 2, 111, 2590)],
+                       [(2, "happy"), (3, "bored")])
+    image = tmp_path / "01-04/Images1/02_110_2548.jpg"
+    (tmp_path / "01-04/Images1/02110.jpg").write_bytes(image.read_bytes())
     _raises(_cfg("cfee", tmp_path, "data.folds=2"), _message("cfee", [
         (f"{tmp_path / 'classes.csv'}:3", "class '3' 'bored' is not a numeric id with a known expression or "
                                          "compound name"),
-        (str(tmp_path / "001/05001.jpg"), f"class id 05 is not in {tmp_path / 'classes.csv'}"),
-        (str(tmp_path / "001/notes.jpg"), "file name does not start with a 2-digit class id and a 3-digit subject id"),
+        (str(tmp_path / "01-04/Images1/02110.jpg"), cfee.BAD_NAME),
     ]))
     with pytest.raises(DataError) as e:
-        read_records(_cfg("cfee", tmp_path / "001"))
-    assert str(e.value) == (f"data set 'cfee': {tmp_path / '001/classes.csv'} not found: export the class ids and "
-                            "names of the 'summary' sheet of AU_annotation_all_subjects.xls as a CSV with columns "
-                            "id,name")
+        read_records(_cfg("cfee", tmp_path / "01-04"))
+    assert str(e.value) == (f"data set 'cfee': {tmp_path / '01-04/classes.csv'} not found: export the class ids "
+                            "and names of the 'summary' sheet of AU_annotation_all_subjects.xls as a CSV with columns "
+                            "id,name (data.cfee.classes)")
+
+
+def test_cfee_rejected_file_names_are_listed_before_the_fold_error(tmp_path):
+    # Names in a layout that is not the release's (class and subject run together): every image is rejected, so
+    # no subject is left for the folds; the rejected files come first, then the fold error.
+    layouts.write_cfee(tmp_path, [("01-04/Images1", 2, 110, 2548)], [(2, "happy")])
+    image = tmp_path / "01-04/Images1/02_110_2548.jpg"
+    image.rename(tmp_path / "01-04/Images1/02110.jpg")
+    with pytest.raises(DataError) as e:
+        read_records(_cfg("cfee", tmp_path, "data.on_error=skip"))
+    listed = f"  {tmp_path / '01-04/Images1/02110.jpg'}: {cfee.BAD_NAME}\n"
+    assert str(e.value) == (f"1 bad item(s) in data set 'cfee':\n{listed}then: data set 'cfee': 0 subject(s) cannot "
+                            "make data.folds=10 subject folds")
 
 
 # ------------------------------------------------------------------------------------------------ annotation files

@@ -86,12 +86,15 @@ def drop_duplicates(records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
     return records[~repeated.to_numpy()]
 
 
-def read_records(data_cfg) -> tuple[pd.DataFrame, Problems]:
-    """Read, normalise and check a data set; bad rows raise or are skipped per ``data.on_error``."""
+def read_records(data_cfg, problems: Problems | None = None) -> tuple[pd.DataFrame, Problems]:
+    """Read, normalise and check a data set; bad rows raise or are skipped per ``data.on_error``.
+
+    ``problems`` (default: a new collector) receives the bad items and dropped rows, also when reading fails.
+    """
     if data_cfg.reader not in READERS:
         known = ", ".join(READERS)
         raise DataError(f"unknown reader '{data_cfg.reader}' in data card '{data_cfg.name}'; known: {known}")
-    problems = Problems(data_cfg.on_error)
+    problems = problems if problems is not None else Problems(data_cfg.on_error)
     root = dataset_root(data_cfg)
     records = check_files(drop_duplicates(normalise(_read(root, data_cfg, problems)), problems), problems)
     problems.settle(data_cfg.name)
