@@ -206,6 +206,17 @@ def test_affectnet_bad_values_missing_picture_and_pickled_npy(tmp_path):
         (str(pickled), f"cannot read {pickled}: Object arrays cannot be loaded when allow_pickle=False")]))
 
 
+def test_affectnet_same_face_with_other_labels_is_named(tmp_path):
+    # AffectNet release A rows (see test_dataset_readers.py): one picture and box listed with two expressions.
+    picture = "689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg"
+    rows = [{"file": "training", "image": picture, "expression": e, "valence": 0.1, "arousal": 0.1,
+             "box": (2, 10, 40, 40)} for e in (1, 6)]
+    layouts.write_affectnet(tmp_path, rows)
+    file = tmp_path / "Manually_Annotated_file_lists/training.csv"
+    _raises(_cfg("affectnet", tmp_path), _message("affectnet", [
+        (f"{file}:3", f"face 2,10,40,40 of {picture} is listed again with other labels (first at {file}:2)")]))
+
+
 def test_ferplus_truncated_png_and_malformed_vote_rows(tmp_path):
     names = layouts.write_ferplus(tmp_path, [("FER2013Train", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0])] * 2)
     png = tmp_path / "FER2013Train" / names[1]

@@ -141,8 +141,12 @@ def test_ferplus_vote_rule_matches_the_reference_on_edge_cases():
 
 # ------------------------------------------------------------------------------------------------ AffectNet
 
+# AffectNet release A (Mollahosseini et al. 2017): Manually_Annotated_file_lists/training.csv with the header
+# subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,valence,arousal and rows such
+# as 689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg,134,134,899,899,"181.64;530.91;...",1,0.785714,
+# -0.055556 (68 landmark pairs joined by ';'); expression 8-10 and VA -2 are the sentinels, face_width -1 = no face.
 AFFECTNET_ROWS = [
-    {"file": "training", "expression": 1, "valence": 0.5, "arousal": 0.25, "box": (10, 8, 40, 44)},
+    {"file": "training", "expression": 1, "valence": 0.785714, "arousal": -0.055556, "box": (10, 8, 40, 44)},
     {"file": "training", "expression": 7, "valence": -0.4, "arousal": 0.1, "box": (30, 20, 36, 36)},
     {"file": "training", "expression": 9, "valence": -2, "arousal": -2, "box": (5, 5, 30, 30)},
     {"file": "training", "expression": 2, "valence": 0.0, "arousal": 0.0, "box": (-1, -1, -1, -1)},
@@ -151,18 +155,52 @@ AFFECTNET_ROWS = [
 ]
 
 
+def _crop_name(image: str, split: str, box: tuple[int, int, int, int]) -> str:
+    return f"crops/{split}/{Path(image).with_suffix('')}_{'_'.join(map(str, box))}.png"
+
+
 def test_affectnet_csv_crops_the_box_drops_sentinels_and_masks_va(tmp_path):
     paths = layouts.write_affectnet(tmp_path, AFFECTNET_ROWS)
     records, problems = _read("affectnet", tmp_path)
-    assert _tail(records, 4) == ["crops/train/0/0000.png", "crops/train/1/0001.png", "crops/train/1/0004.png",
-                                 "crops/test/2/0005.png"]
+    kept = [0, 1, 4, 5]
+    assert _tail(records, 4) == [_crop_name(paths[i], "train" if i < 5 else "test", AFFECTNET_ROWS[i]["box"])
+                                 for i in kept]
+    assert _tail(records, 4)[0] == f"crops/train/{paths[0][:-4]}_10_8_40_44.png"
     assert records["expression"].tolist() == [1, 7, 0, 6]
     assert records["split"].tolist() == ["train", "train", "train", "test"]
-    np.testing.assert_array_equal(records["valence"], [0.5, -0.4, np.nan, -0.3])
-    np.testing.assert_array_equal(records["arousal"], [0.25, 0.1, np.nan, 0.6])
+    np.testing.assert_array_equal(records["valence"], [0.785714, -0.4, np.nan, -0.3])
+    np.testing.assert_array_equal(records["arousal"], [-0.055556, 0.1, np.nan, 0.6])
     assert problems.dropped == {affectnet.SENTINEL: 1, affectnet.NO_FACE: 1}
     full = read_rgb(str(tmp_path / "Manually_Annotated_Images" / paths[0]))
     np.testing.assert_array_equal(read_rgb(records["path"][0]), full[8:8 + 44, 10:10 + 40])  # x, y, width, height
+
+
+def test_affectnet_picture_listed_twice_gives_two_crops_with_their_own_labels(tmp_path):
+    # Two faces of one picture (happy at the left, anger at the right), then the first row repeated exactly.
+    picture = "689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg"
+    rows = [{"file": "training", "image": picture, "expression": 1, "valence": 0.8, "arousal": 0.1,
+             "box": (2, 10, 40, 40)},
+            {"file": "training", "image": picture, "expression": 6, "valence": -0.6, "arousal": 0.7,
+             "box": (50, 20, 40, 40)},
+            {"file": "training", "image": picture, "expression": 1, "valence": 0.8, "arousal": 0.1,
+             "box": (2, 10, 40, 40)},
+            {"file": "validation", "expression": 0, "valence": 0.0, "arousal": 0.0, "box": (4, 4, 40, 40)}]
+    layouts.write_affectnet(tmp_path, rows)
+    records, problems = _read("affectnet", tmp_path)
+    assert _tail(records, 4)[:2] == [_crop_name(picture, "train", (2, 10, 40, 40)),
+                                     _crop_name(picture, "train", (50, 20, 40, 40))]
+    assert records["expression"].tolist() == [1, 6, 0]
+    np.testing.assert_array_equal(records["valence"], [0.8, -0.6, 0.0])
+    full = read_rgb(str(tmp_path / "Manually_Annotated_Images" / picture))
+    left, right = read_rgb(records["path"][0]), read_rgb(records["path"][1])
+    np.testing.assert_array_equal(left, full[10:50, 2:42])
+    np.testing.assert_array_equal(right, full[20:60, 50:90])
+    assert np.abs(left.astype(int) - right.astype(int)).mean() > 5  # two faces, not one file written twice
+    assert problems.dropped == {affectnet.DUPLICATE: 1} and not problems.items
+    cfg = build_config(["data=affectnet", f"data.root={tmp_path}"]).data
+    dm = FERDataModule(cfg, DataNeeds(16), run_dir=tmp_path / "run")
+    dm.label_and_split(records, problems)
+    assert affectnet.DUPLICATE in (tmp_path / "run/dropped.csv").read_text()
 
 
 def test_affectnet7_card_drops_contempt_in_the_datamodule(tmp_path):

@@ -9,6 +9,7 @@ tests can write bad labels too. Layouts follow specs/datasets.md.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -118,27 +119,42 @@ AFFECTNET_COLUMNS = ("subDirectory_filePath,face_x,face_y,face_width,face_height
                      "valence,arousal\n")
 
 
+def affectnet_name(i: int) -> str:
+    """A ``subDirectory_filePath`` shaped like the release's (``689/737db248...84363ca.jpg``: a folder number and
+    a 56-hex-digit name)."""
+    return f"{100 + 37 * i % 900}/{hashlib.sha224(str(i).encode()).hexdigest()}.jpg"
+
+
 def write_affectnet(root: Path, rows: list[dict], scene: tuple[int, int] = (80, 96)) -> list[str]:
     """Release A: ``Manually_Annotated_file_lists/{training,validation}.csv`` over full pictures
-    ``Manually_Annotated_Images/<k>/<name>.jpg`` with the face pasted at its box. Each row: ``file``
-    (training / validation), ``expression``, ``valence``, ``arousal``, ``box`` (x, y, w, h; w < 0 = no face).
+    ``Manually_Annotated_Images/<subDirectory_filePath>`` with each face pasted at its box. Each row: ``file``
+    (training / validation), ``expression``, ``valence``, ``arousal``, ``box`` (x, y, w, h; w < 0 = no face) and
+    optionally ``image`` (the picture, to list one picture several times; default: a picture of its own).
     Returns the ``subDirectory_filePath`` of every row."""
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir(parents=True, exist_ok=True)
-    by_file, paths = defaultdict(list), []
+    by_file, paths, pictures = defaultdict(list), [], {}
     for i, row in enumerate(rows):
-        path = f"{i % 3}/{i:04d}.jpg"
+        path = row.get("image") or affectnet_name(i)
         x, y, w, h = row["box"]
-        picture_ = _scene(*scene, seed=i)
+        picture_ = pictures.setdefault(path, _scene(*scene, seed=len(pictures)))
         if w > 0:
             _paste(picture_, native_face(NATIVE_TABLES["affectnet"], row["expression"], i, 48), y, x, y + h, x + w)
-        write_jpg(root / "Manually_Annotated_Images" / path, picture_)
-        by_file[row["file"]].append(f"{path},{x},{y},{w},{h},\"1.0;2.0\",{row['expression']},{row['valence']},"
-                                    f"{row['arousal']}\n")
+        by_file[row["file"]].append(f"{path},{x},{y},{w},{h},\"{_landmarks(x, y, w, h)}\",{row['expression']},"
+                                    f"{row['valence']},{row['arousal']}\n")
         paths.append(path)
+    for path, picture_ in pictures.items():
+        write_jpg(root / "Manually_Annotated_Images" / path, picture_)
     for name in ("training", "validation"):
         (lists / f"{name}.csv").write_text(AFFECTNET_COLUMNS + "".join(by_file[name]))
     return paths
+
+
+def _landmarks(x: int, y: int, w: int, h: int) -> str:
+    """A ``facial_landmarks`` cell: 68 ``x;y`` pairs joined by ``;`` (points on the box's inscribed ellipse)."""
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    points = [(x + w / 2 + w / 2 * np.cos(a), y + h / 2 + h / 2 * np.sin(a)) for a in angles]
+    return ";".join(f"{px:.2f};{py:.2f}" for px, py in points)
 
 
 def write_affectnet_npy(root: Path, rows: list[tuple[str, int, float, float]], size: int = 48) -> list[str]:
