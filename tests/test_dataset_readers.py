@@ -272,15 +272,42 @@ def test_ckplus_folds_are_subject_disjoint_and_cover_every_subject(tmp_path):
 # ------------------------------------------------------------------------------------------------ SFEW
 
 
+# SFEW 2.0 (Dhall et al., EmotiW 2015 release): Train/<Class>/ and Val/<Class>/ frames named <movie>_<frame>.png
+# (e.g. Airheads_000519240.png), unlabelled Test/; the aligned-face release keeps the same class folders under
+# Train/Train_Aligned_Faces/ and Val/Val_Aligned_Faces/.
+SFEW_ITEMS = [("Train", "Angry"), ("Train", "Happy"), ("Train", "Neutral"), ("Val", "Sad"), ("Val", "Surprise"),
+              ("Test", None), ("Test", None)]
+
+
 def test_sfew_uses_its_table_val_becomes_test_and_test_is_counted(tmp_path):
-    layouts.write_sfew(tmp_path, [("Train", "Angry"), ("Train", "Happy"), ("Train", "Neutral"), ("Val", "Sad"),
-                                  ("Val", "Surprise"), ("Test", None), ("Test", None)])
+    paths = layouts.write_sfew(tmp_path, SFEW_ITEMS)
+    assert paths[0] == "Train/Angry/Airheads_000519240.png"
     records, problems = _read("sfew", tmp_path)
-    assert _rel(records, tmp_path) == ["Train/Angry/0000.png", "Train/Happy/0001.png", "Train/Neutral/0002.png",
-                                       "Val/Sad/0003.png", "Val/Surprise/0004.png"]
+    assert _rel(records, tmp_path) == paths[:5]
     assert records["expression"].tolist() == [6, 1, 0, 2, 3]
     assert records["split"].tolist() == ["train", "train", "train", "test", "test"]
     assert problems.dropped == {sfew.UNLABELLED: 2}
+
+
+def test_sfew_aligned_face_release(tmp_path):
+    paths = layouts.write_sfew(tmp_path, SFEW_ITEMS, aligned=True)
+    assert paths[3] == "Val/Val_Aligned_Faces/Sad/Sixteen_Candles_000523353.png"
+    records, problems = _read("sfew", tmp_path)
+    assert _rel(records, tmp_path) == ["Train/Train_Aligned_Faces/Angry/Airheads_000519240.png",
+                                       "Train/Train_Aligned_Faces/Happy/Hangover_000520611.png",
+                                       "Train/Train_Aligned_Faces/Neutral/HarryPotter_Deathly_Hallows_000521982.png",
+                                       "Val/Val_Aligned_Faces/Sad/Sixteen_Candles_000523353.png",
+                                       "Val/Val_Aligned_Faces/Surprise/TheTerminal_000524724.png"]
+    assert records["expression"].tolist() == [6, 1, 0, 2, 3]
+    assert records["split"].tolist() == ["train", "train", "train", "test", "test"]
+    assert problems.dropped == {sfew.UNLABELLED: 2} and not problems.items
+    # Both releases unpacked side by side: aligned faces by default, the frames with data.variant=original.
+    layouts.write_sfew(tmp_path, SFEW_ITEMS)
+    assert _rel(_read("sfew", tmp_path)[0], tmp_path) == _rel(records, tmp_path)
+    frames, dropped = _read("sfew", tmp_path, "data.variant=original")
+    assert _rel(frames, tmp_path) == [p.replace(f"{s}/{s}_Aligned_Faces/", f"{s}/") for p, s in zip(
+        _rel(records, tmp_path), ["Train"] * 3 + ["Val"] * 2, strict=True)]
+    assert dropped.dropped == {sfew.UNLABELLED: 2} and not dropped.items
 
 
 # ------------------------------------------------------------------------------------------------ ExpW

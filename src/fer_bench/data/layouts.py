@@ -189,16 +189,30 @@ def write_ckplus(root: Path, sequences: list[tuple[str, str, int, int | None]], 
             label.write_text(f"   {float(code):.7e}\n")
 
 
-def write_sfew(root: Path, items: list[tuple[str, str | None]], size: int = 48) -> None:
-    """``Train/<Class>/``, ``Val/<Class>/`` and unlabelled ``Test/`` images; ``items`` are (split folder, class
-    folder or None)."""
+SFEW_MOVIES = ("Airheads", "Hangover", "HarryPotter_Deathly_Hallows", "Sixteen_Candles", "TheTerminal", "21")
+
+
+def sfew_name(i: int) -> str:
+    """An SFEW frame name as in the release, ``<movie>_<frame:09d>.png`` (e.g. ``Airheads_000519240.png``)."""
+    return f"{SFEW_MOVIES[i % len(SFEW_MOVIES)]}_{519240 + 1371 * i:09d}.png"
+
+
+def write_sfew(root: Path, items: list[tuple[str, str | None]], size: int = 48, aligned: bool = False) -> list[str]:
+    """SFEW 2.0: ``Train/<Class>/``, ``Val/<Class>/`` and unlabelled ``Test/`` frames, or with ``aligned`` the
+    aligned-face release ``<Split>/<Split>_Aligned_Faces/<Class>/``; ``items`` are (split folder, class folder or
+    None). Returns the image paths relative to ``root``."""
     names = {n.lower(): i for i, n in enumerate(NATIVE_TABLES["sfew"].native_names)}
+    paths = []
     for i, (split, cls) in enumerate(items):
+        folder = f"{split}/{split}_Aligned_Faces" if aligned else split
         if cls is None:
-            _png(root / split / f"{i:04d}.png", face(index=i, size=size, domain="film"))
+            rgb = face(index=i, size=size, domain="film")
         else:
+            folder = f"{folder}/{cls}"
             rgb = native_face(NATIVE_TABLES["sfew"], names.get(cls.lower(), -1), i, size)
-            _png(root / split / cls / f"{i:04d}.png", rgb)
+        paths.append(f"{folder}/{sfew_name(i)}")
+        _png(root / paths[-1], rgb)
+    return paths
 
 
 def write_expw(root: Path, faces: list[tuple[str, int, tuple[int, int, int, int], float, int]],
