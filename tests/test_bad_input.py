@@ -305,6 +305,29 @@ def test_abaw_bad_lines_are_named(tmp_path):
         read_records(_cfg("affwild2", tmp_path))
 
 
+def test_abaw_mtl_bad_rows_and_header_are_named(tmp_path):
+    # 3rd/4th ABAW MTL_Challenge/train_set.txt format (see test_dataset_readers.py).
+    rows = ["10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00002.jpg,0.5,1.2,0,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00003.jpg,0.5,0.2,9,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00004.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,2,0",
+            "10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,1,0"]
+    layouts.write_abaw_mtl(tmp_path, {"train_set.txt": rows, "validation_set.txt": rows[:1]})
+    folder = tmp_path / "annotations/MTL_Challenge"
+    train, val = folder / "train_set.txt", folder / "validation_set.txt"
+    _raises(_cfg("affwild2_mtl", tmp_path), _message("affwild2_mtl", [
+        (f"{train}:3", "valence/arousal 0.5,1.2 above 1"),
+        (f"{train}:4", "label 9 outside affwild2_expr's 0..7"),
+        (f"{train}:5", "AU values must be 0, 1 or -1: 1,0,0,1,0,0,1,0,0,0,2,0"),
+        (f"{train}:6", f"image 10-60-1280x720/00001.jpg is listed again (first at {train}:2)"),
+        (f"{val}:2", f"image 10-60-1280x720/00001.jpg is listed again (first at {train}:2)"),
+    ]))
+    train.write_text(train.read_text().replace("AU26", "AU27"))
+    with pytest.raises(DataError, match=r"^data set 'affwild2_mtl': .*train_set.txt: no column 'AU26'; columns are "
+                                        r"image, valence, arousal, expression, AU1,"):
+        read_records(_cfg("affwild2_mtl", tmp_path))
+
+
 def test_expw_conflicting_face_box_outside_and_missing_scene(tmp_path):
     faces = [("a.jpg", 0, (10, 20, 60, 55), 80.0, 3), ("a.jpg", 0, (10, 20, 60, 55), 80.0, 4),
              ("a.jpg", 1, (95, 10, 40, 120), 50.0, 3), ("b.jpg", 0, (5, 5, 45, 45), 99.0, 6)]

@@ -379,6 +379,46 @@ def test_abaw_multitask_merges_tasks_per_frame_with_masks(tmp_path):
                                 "Aff-Wild2 AU: sentinel (no label)": 1, abaw.NO_IMAGE: 1}
 
 
+# The same frames in the multi-task challenge's single CSV per set (3rd/4th ABAW MTL_Challenge/train_set.txt:
+# header image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26; VA -5, expression
+# -1 and AU -1 mark missing labels).
+ABAW_MTL = {
+    "train_set.txt": ["10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,1,0",
+                      "10-60-1280x720/00002.jpg,-5,-5,4,0,0,0,0,0,0,0,0,0,0,0,0",
+                      "10-60-1280x720/00003.jpg,0.1,-0.3,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1",
+                      "10-60-1280x720/00004.jpg,0,0,7,1,1,1,1,1,1,1,1,1,1,-1,1"],
+    "validation_set.txt": ["video5_left/00001.jpg,-5,-5,6,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1",
+                           "video5_right/00001.jpg,-5,-5,1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1,-1"],
+}
+
+
+def test_abaw_mtl_csv_gives_the_records_of_the_per_task_files(tmp_path):
+    layouts.write_abaw_mtl(tmp_path / "mtl", ABAW_MTL, missing={"10-60-1280x720/00002.jpg"})
+    records, problems = _read("affwild2_mtl", tmp_path / "mtl")
+    assert _rel(records, tmp_path / "mtl") == ["cropped_aligned/10-60-1280x720/00001.jpg",
+                                               "cropped_aligned/10-60-1280x720/00003.jpg",
+                                               "cropped_aligned/10-60-1280x720/00004.jpg",
+                                               "cropped_aligned/video5_left/00001.jpg",
+                                               "cropped_aligned/video5_right/00001.jpg"]
+    assert records["expression"].tolist() == [0, NA, 8, 3, 6]
+    np.testing.assert_array_equal(records[["valence", "arousal"]], [[0.5, 0.2], [0.1, -0.3], [0, 0],
+                                                                    [np.nan] * 2, [np.nan] * 2])
+    np.testing.assert_array_equal(records[["au1", "au2", "au6", "au12", "au25"]],
+                                  [[1, 0, 1, 1, 1], [np.nan] * 5, [1, 1, 1, 1, np.nan], [np.nan] * 5, [np.nan] * 5])
+    assert records["subject"].tolist() == ["10-60-1280x720"] * 3 + ["video5_left", "video5_right"]
+    assert records["split"].tolist() == ["train"] * 3 + ["test"] * 2
+    train = tmp_path / "mtl/annotations/MTL_Challenge/train_set.txt"
+    assert records["source"].tolist()[:3] == [f"{train}:2", f"{train}:4", f"{train}:5"]
+    assert problems.dropped == {"Aff-Wild2 EXPR: sentinel (no label)": 1, "Aff-Wild2 VA: sentinel (no label)": 3,
+                                "Aff-Wild2 AU: sentinel (no label)": 3, abaw.NO_IMAGE: 1}
+    # The same frames as per-task files (test above) read to the same records.
+    layouts.write_abaw(tmp_path / "tasks", ABAW_VIDEOS, ABAW_FOLDERS)
+    per_task, _ = _read("affwild2", tmp_path / "tasks", "data.abaw.tasks=[EXPR,VA,AU]")
+    pd.testing.assert_frame_equal(records.drop(columns=["path", "source"]),
+                                  per_task.drop(columns=["path", "source"]))
+    assert _rel(per_task, tmp_path / "tasks") == _rel(records, tmp_path / "mtl")
+
+
 # ------------------------------------------------------------------------------------------------ CFEE
 
 # The class table as exported from the 'summary' sheet of AU_annotation_all_subjects.xls (CFEE_Database_230; order

@@ -87,13 +87,15 @@ class CfeeOptions:
 
 @dataclass
 class AbawOptions:
-    """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU) and the annotation folder names of the challenge edition."""
+    """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU; or MTL alone, the multi-task challenge's single CSV per set)
+    and the annotation folder names of the challenge edition."""
 
     tasks: list[str] = field(default_factory=lambda: ["EXPR"])
     annotations: str = "annotations"
     expr: str = "EXPR_Classification_Challenge"
     va: str = "VA_Estimation_Challenge"
     au: str = "AU_Detection_Challenge"
+    mtl: str = "MTL_Challenge"
 
 
 @dataclass

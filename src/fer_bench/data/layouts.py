@@ -254,6 +254,26 @@ def write_abaw(root: Path, videos: dict[str, dict], folders: dict[str, str], var
                 file.write_text(ABAW_HEADERS[key] + "\n" + "".join(f"{line}\n" for line in spec[key]))
 
 
+ABAW_MTL_HEADER = "image,valence,arousal,expression," + ",".join(f"AU{a}" for a in ABAW12_AUS)
+
+
+def write_abaw_mtl(root: Path, sets: dict[str, list[str]], missing: set[str] = frozenset(),
+                   variant: str = "cropped_aligned", annotations: str = "annotations", folder: str = "MTL_Challenge",
+                   size: int = 32) -> None:
+    """The multi-task challenge files ``<annotations>/<folder>/{train_set,validation_set}.txt`` (header
+    ``image,valence,arousal,expression,AU1..AU26``) and the face images ``<variant>/<image>``; ``sets`` maps
+    the file name to its data lines (``10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,...``); images in ``missing`` are
+    not written."""
+    for name, rows in sets.items():
+        file = root / annotations / folder / name
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(ABAW_MTL_HEADER + "\n" + "".join(f"{row}\n" for row in rows))
+        for k, row in enumerate(rows):
+            image = row.split(",")[0]
+            if image not in missing:
+                write_jpg(root / variant / image, face(index=k, size=size, domain="wild"))
+
+
 def write_cfee(root: Path, items: list[tuple[str, int, int, int]], classes: list[tuple[int, str]],
                size: int = 48) -> list[str]:
     """The CFEE_Database_230 layout: ``classes.csv`` (id,name, the exported summary sheet) and images
