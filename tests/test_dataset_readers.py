@@ -35,14 +35,20 @@ def _tail(records: pd.DataFrame, parts: int) -> list[str]:
 
 
 def test_rafdb_basic_maps_one_based_labels_and_splits_by_prefix(tmp_path):
-    names = layouts.write_rafdb(tmp_path, [("train", 4), ("train", 1), ("train", 7), ("test", 5), ("test", 6)])
-    assert names == ["train_00001.jpg", "train_00002.jpg", "train_00003.jpg", "test_0001.jpg", "test_0002.jpg"]
-    assert (tmp_path / "basic/EmoLabel/list_patition_label.txt").read_text().splitlines()[0] == "train_00001.jpg 4"
+    # RAF-DB basic (Li, Deng & Du, CVPR 2017): basic/EmoLabel/list_patition_label.txt begins "train_00001.jpg 5",
+    # "train_00002.jpg 5", "train_00003.jpg 4", "train_00004.jpg 4"; test lines "test_0001.jpg 5"; aligned images
+    # basic/Image/aligned/<stem>_aligned.jpg, full ones basic/Image/original/<name>.
+    labels = [("train", 5), ("train", 5), ("train", 4), ("train", 4), ("train", 1), ("train", 7), ("test", 5),
+              ("test", 6)]
+    names = layouts.write_rafdb(tmp_path, labels)
+    assert names[:2] + names[-2:] == ["train_00001.jpg", "train_00002.jpg", "test_0001.jpg", "test_0002.jpg"]
+    assert (tmp_path / "basic/EmoLabel/list_patition_label.txt").read_text().splitlines()[:4] == [
+        "train_00001.jpg 5", "train_00002.jpg 5", "train_00003.jpg 4", "train_00004.jpg 4"]
     records, problems = _read("rafdb", tmp_path)
     assert _rel(records, tmp_path) == [f"basic/Image/aligned/{Path(n).stem}_aligned.jpg" for n in names]
-    # 4 Happiness → happy 1, 1 Surprise → 3, 7 Neutral → 0, 5 Sadness → sad 2, 6 Anger → anger 6
-    assert records["expression"].tolist() == [1, 3, 0, 2, 6]
-    assert records["split"].tolist() == ["train"] * 3 + ["test"] * 2
+    # 5 Sadness → sad 2, 4 Happiness → happy 1, 1 Surprise → 3, 7 Neutral → 0, 6 Anger → anger 6
+    assert records["expression"].tolist() == [2, 2, 1, 1, 3, 0, 2, 6]
+    assert records["split"].tolist() == ["train"] * 6 + ["test"] * 2
     assert records["compound"].isna().all() and set(records["domain"]) == {"rafdb"}
     assert not problems.items and not problems.dropped
     original, _ = _read("rafdb", tmp_path / "basic", "data.variant=original")
@@ -51,6 +57,7 @@ def test_rafdb_basic_maps_one_based_labels_and_splits_by_prefix(tmp_path):
 
 
 def test_rafdb_compound_maps_to_cfee_compound_ids(tmp_path):
+    # RAF-DB compound: compound/EmoLabel/list_patition_label.txt, same line format, labels 1-11 (1 Happily Surprised).
     layouts.write_rafdb(tmp_path, [("train", 1), ("train", 8), ("train", 9), ("test", 11)], compound=True)
     records, _ = _read("rafdb_compound", tmp_path)
     # 1 HS → happily surprised 0, 8 FS → fearfully surprised 7, 9 AS → angrily surprised 9 (skips FD 8), 11 DS → 11
@@ -64,6 +71,7 @@ def test_rafdb_compound_maps_to_cfee_compound_ids(tmp_path):
 
 
 def test_fer2013_pixels_are_decoded_once_into_the_cache(tmp_path, monkeypatch):
+    # Kaggle ICML 2013 fer2013.csv: header emotion,pixels,Usage; rows "0,70 80 82 ...,Training" (2304 grey values).
     layouts.write_fer2013(tmp_path / "fer2013.csv", [(0, "Training"), (3, "PublicTest"), (6, "PrivateTest"),
                                                      (1, "Training")])
     records, problems = _read("fer2013", tmp_path)
@@ -87,6 +95,35 @@ def test_fer2013_pixels_are_decoded_once_into_the_cache(tmp_path, monkeypatch):
 
 # ------------------------------------------------------------------------------------------------ FERPlus
 
+# microsoft/FERPlus fer2013new.csv: its header and first seven data rows, then one PublicTest and one PrivateTest row
+# in the same format (FER2013 row order: PublicTest starts at row 28709, PrivateTest at 32298).
+FER2013NEW = """Usage,Image name,neutral,happiness,surprise,sadness,anger,disgust,fear,contempt,unknown,NF
+Training,fer0000000.png,4,0,0,1,3,2,0,0,0,0
+Training,fer0000001.png,6,0,1,1,0,0,0,0,2,0
+Training,fer0000002.png,5,0,0,3,1,0,0,0,1,0
+Training,fer0000003.png,4,0,0,4,1,0,0,0,1,0
+Training,fer0000004.png,9,0,0,1,0,0,0,0,0,0
+Training,fer0000005.png,6,0,0,1,0,0,1,1,1,0
+Training,fer0000006.png,2,0,0,8,0,0,0,0,0,0
+PublicTest,fer0028709.png,1,0,8,0,1,0,0,0,0,0
+PrivateTest,fer0032298.png,0,0,0,0,7,3,0,0,0,0
+"""
+
+
+def test_ferplus_majority_on_the_first_rows_of_fer2013new(tmp_path):
+    written = layouts.write_ferplus_from_fer2013new(tmp_path, FER2013NEW)
+    line = (tmp_path / "FER2013Train/label.csv").read_text().splitlines()[0]
+    assert line == 'fer0000000.png,"(0, 0, 48, 48)",4,0,0,1,3,2,0,0,0,0'  # the repository's label.csv format
+    records, problems = _read("ferplus", tmp_path)
+    assert _rel(records, tmp_path) == [w for w in written if w[-6:-4] not in ("00", "03")]
+    # single votes zeroed, then > 50 %: 0000000 neutral 4 of 9 and 0000003 neutral = sadness 4 of 8 are dropped
+    assert records["expression"].tolist() == [0, 0, 0, 0, 2, 3, 6]
+    assert records["split"].tolist() == ["train"] * 5 + ["val", "test"]
+    assert problems.dropped == {ferplus.NO_MAJORITY: 2} and not problems.items
+
+
+# Hand-made vote rows in the header-less label.csv format of the repository (data/FER2013Train/label.csv) for the
+# edge cases of the reference rule (src/ferplus.py).
 VOTES = [
     ("FER2013Train", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0]),  # happiness, unanimous
     ("FER2013Train", [6, 0, 0, 4, 0, 0, 0, 0, 0, 0]),  # neutral 60 %, sadness 40 %

@@ -115,6 +115,30 @@ def write_ferplus(root: Path, rows: list[tuple[str, list[int]]], box: bool = Fal
     return names
 
 
+FERPLUS_USAGE = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+
+
+def write_ferplus_from_fer2013new(root: Path, text: str) -> list[str]:
+    """The FERPlus tree microsoft/FERPlus builds from ``fer2013new.csv`` (header ``Usage,Image name,neutral,...,NF``,
+    rows ``Training,fer0000000.png,4,0,0,1,3,2,0,0,0,0``): each row's votes go to ``label.csv`` of the Usage's
+    folder with the repository copies' face box, and a grey face of its top vote is drawn; rows with an empty name
+    (images FERPlus dropped) get no image and no line. Returns the folder/name of every written image."""
+    rows = list(csv.reader(text.splitlines()))[1:]
+    table, lines, written = NATIVE_TABLES["ferplus"], defaultdict(list), []
+    for i, (usage, name, *votes) in enumerate(rows):
+        if not name:
+            continue
+        folder = FERPLUS_USAGE[usage]
+        counts = [int(v) for v in votes]
+        _png(root / folder / name, _gray(native_face(table, int(np.argmax(counts[:8])), i, 48)))
+        lines[folder].append([name, "(0, 0, 48, 48)", *counts])
+        written.append(f"{folder}/{name}")
+    for folder, folder_lines in lines.items():
+        with open(root / folder / "label.csv", "w", newline="") as f:
+            csv.writer(f).writerows(folder_lines)
+    return written
+
+
 AFFECTNET_COLUMNS = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"
                      "valence,arousal\n")
 
