@@ -21,6 +21,9 @@ from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import cfee, read_records
 from fer_bench.data.records import MAX_IMAGE_PIXELS, DataError, read_rgb
 
+# The trees follow the releases named in test_dataset_readers.py (RAF-DB list_patition_label.txt, Kaggle
+# fer2013.csv, FERPlus label.csv, AffectNet training.csv, SFEW class folders, CFEE_Database_230 names, CK+ emotion
+# files, Aff-Wild2 per-video and MTL annotation files, ExpW label.lst), each with one kind of damage.
 FOOTER = "Fix them, or set data.on_error=skip to skip, count and list them in the run directory."
 
 
@@ -222,7 +225,7 @@ def test_ferplus_truncated_png_and_malformed_vote_rows(tmp_path):
     png = tmp_path / "FER2013Train" / names[1]
     png.write_bytes(png.read_bytes()[:-20])
     label = tmp_path / "FER2013Train/label.csv"
-    label.write_text(label.read_text() + "fer9.png,1,2,3\nfer8.png,0,x,0,0,0,0,0,0,0,0\n")
+    label.write_text(label.read_text() + "fer0000009.png,1,2,3\nfer0000010.png,0,x,0,0,0,0,0,0,0,0\n")
     for folder in ("FER2013Valid", "FER2013Test"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "label.csv").write_text("")
@@ -329,15 +332,18 @@ def test_abaw_mtl_bad_rows_and_header_are_named(tmp_path):
 
 
 def test_expw_conflicting_face_box_outside_and_missing_scene(tmp_path):
-    faces = [("a.jpg", 0, (10, 20, 60, 55), 80.0, 3), ("a.jpg", 0, (10, 20, 60, 55), 80.0, 4),
-             ("a.jpg", 1, (95, 10, 40, 120), 50.0, 3), ("b.jpg", 0, (5, 5, 45, 45), 99.0, 6)]
+    # ExpW label/label.lst lines (image face_id top left right bottom confidence label), release-shaped names.
+    faces = [("angry_actor_104.jpg", 0, (10, 20, 60, 55), 80.0, 3),
+             ("angry_actor_104.jpg", 0, (10, 20, 60, 55), 80.0, 4),
+             ("angry_actor_104.jpg", 1, (95, 10, 40, 120), 50.0, 3),
+             ("sad_woman_17.jpg", 0, (5, 5, 45, 45), 99.0, 6)]
     layouts.write_expw(tmp_path, faces)
-    (tmp_path / "image/origin/b.jpg").unlink()
+    (tmp_path / "image/origin/sad_woman_17.jpg").unlink()
     file = tmp_path / "label/label.lst"
     _raises(_cfg("expw", tmp_path), _message("expw", [
-        (f"{file}:2", f"face 0 of a.jpg is listed again with other values (first at {file}:1)"),
-        (f"{file}:3", f"face box lies outside the 120x90 image {tmp_path / 'image/origin/a.jpg'}"),
-        (f"{file}:4", f"missing image file {tmp_path / 'image/origin/b.jpg'}"),
+        (f"{file}:2", f"face 0 of angry_actor_104.jpg is listed again with other values (first at {file}:1)"),
+        (f"{file}:3", f"face box lies outside the 120x90 image {tmp_path / 'image/origin/angry_actor_104.jpg'}"),
+        (f"{file}:4", f"missing image file {tmp_path / 'image/origin/sad_woman_17.jpg'}"),
     ]))
 
 

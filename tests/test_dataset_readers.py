@@ -257,6 +257,8 @@ def test_affectnet7_card_drops_contempt_in_the_datamodule(tmp_path):
 
 
 def test_affectnet_npy_release(tmp_path):
+    # AffectNet release B (224x224 crops): train_set/images/<id>.jpg with train_set/annotations/<id>_exp.npy,
+    # <id>_val.npy, <id>_aro.npy (one value each, stored as a string) and <id>_lnd.npy (68x2).
     ids = layouts.write_affectnet_npy(tmp_path, [("train_set", 3, 0.1, 0.2), ("train_set", 10, -2, -2),
                                                  ("train_set", 7, -2, 0.5), ("val_set", 5, -0.5, 0.5)])
     records, problems = _read("affectnet_npy", tmp_path)
@@ -270,16 +272,21 @@ def test_affectnet_npy_release(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ CK+
 
-CK_SEQUENCES = [("S005", "001", 5, 3), ("S010", "002", 4, 5), ("S011", "001", 3, None), ("S022", "003", 2, 7),
+# CK+ (Lucey et al., CVPR-W 2010): cohn-kanade-images/S005/001/S005_001_00000001.png ...; the label of a sequence is
+# Emotion/S005/001/S005_001_00000011_emotion.txt, named after its last (peak) frame, holding "   3.0000000e+00"
+# (S005/001: 11 frames, disgust); sequences without an emotion file are unlabelled.
+CK_SEQUENCES = [("S005", "001", 11, 3), ("S010", "002", 4, 5), ("S011", "001", 3, None), ("S022", "003", 2, 7),
                 ("S030", "001", 4, 1)]
 
 
 def test_ckplus_last_frames_first_neutral_and_unlabelled_sequences(tmp_path):
     layouts.write_ckplus(tmp_path, CK_SEQUENCES)
+    label = tmp_path / "Emotion/S005/001/S005_001_00000011_emotion.txt"
+    assert label.read_text() == "   3.0000000e+00\n"
     records, problems = _read("ckplus", tmp_path, "data.folds=2", "data.fold=0")
     frames = [Path(p).name for p in records["path"]]
-    assert frames == ["S005_001_00000001.png", "S005_001_00000003.png", "S005_001_00000004.png",
-                      "S005_001_00000005.png", "S010_002_00000001.png", "S010_002_00000002.png",
+    assert frames == ["S005_001_00000001.png", "S005_001_00000009.png", "S005_001_00000010.png",
+                      "S005_001_00000011.png", "S010_002_00000001.png", "S010_002_00000002.png",
                       "S010_002_00000003.png", "S010_002_00000004.png", "S022_003_00000001.png",
                       "S022_003_00000002.png", "S030_001_00000001.png", "S030_001_00000002.png",
                       "S030_001_00000003.png", "S030_001_00000004.png"]
@@ -288,7 +295,7 @@ def test_ckplus_last_frames_first_neutral_and_unlabelled_sequences(tmp_path):
     assert problems.dropped == {ckplus.UNLABELLED: 1}
     peak_only, _ = _read("ckplus", tmp_path, "data.ckplus.last_frames=1", "data.ckplus.first_neutral=false",
                          "data.folds=2")
-    assert [Path(p).name for p in peak_only["path"]] == ["S005_001_00000005.png", "S010_002_00000004.png",
+    assert [Path(p).name for p in peak_only["path"]] == ["S005_001_00000011.png", "S010_002_00000004.png",
                                                          "S022_003_00000002.png", "S030_001_00000004.png"]
 
 
@@ -349,25 +356,33 @@ def test_sfew_aligned_face_release(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ ExpW
 
-EXPW_FACES = [("a.jpg", 0, (10, 20, 60, 55), 80.5, 3), ("a.jpg", 1, (40, 70, 110, 85), 60.1, 0),
-              ("b.jpg", 0, (5, 5, 45, 45), 99.0, 6)]
+# ExpW (Zhang et al., IJCV 2018) label/label.lst: "image_name face_id face_box_top face_box_left face_box_right
+# face_box_bottom face_box_cofidence expression_label"; the three faces below are lines of the release (e.g.
+# "afraid_African_214.jpg 0 33 275 342 100 68.6817 2"), plus a second face of afraid_African_214.jpg.
+EXPW_FACES = [("amazed_actor_579.jpg", 0, (16, 161, 354, 209), 38.5907, 6),
+              ("afraid_African_214.jpg", 0, (33, 275, 342, 100), 68.6817, 2),
+              ("afraid_African_214.jpg", 1, (40, 20, 120, 100), 45.2031, 3),
+              ("excited_girl_40.jpg", 0, (160, 352, 544, 352), 68.0181, 5)]
 
 
 def test_expw_crops_rows_top_bottom_and_drops_duplicate_lines(tmp_path):
-    layouts.write_expw(tmp_path, EXPW_FACES, extra_lines=("a.jpg 0 10 20 60 55 80.5 3\n",))
+    layouts.write_expw(tmp_path, EXPW_FACES, scene=(360, 560),
+                       extra_lines=("amazed_actor_579.jpg 0 16 161 354 209 38.5907 6\n",))
     records, problems = _read("expw", tmp_path)
-    assert _tail(records, 2) == ["crops/a_0.png", "crops/a_1.png", "crops/b_0.png"]
-    assert records["expression"].tolist() == [1, 6, 0]  # 3 happy, 0 angry, 6 neutral
+    assert _tail(records, 2) == ["crops/amazed_actor_579_0.png", "crops/afraid_African_214_0.png",
+                                 "crops/afraid_African_214_1.png", "crops/excited_girl_40_0.png"]
+    assert records["expression"].tolist() == [0, 4, 1, 3]  # 6 neutral, 2 fear, 3 happy, 5 surprise
     assert records["split"].isna().all()
     assert problems.dropped == {expw.DUPLICATE: 1}
-    scene = read_rgb(str(tmp_path / "image/origin/a.jpg"))
-    crop = read_rgb(records["path"][0])
-    assert crop.shape == (45, 40, 3)  # rows 10:55 (top:bottom), columns 20:60 (left:right)
-    np.testing.assert_array_equal(crop, scene[10:55, 20:60])
+    scene = read_rgb(str(tmp_path / "image/origin/afraid_African_214.jpg"))
+    crop = read_rgb(records["path"][1])
+    assert crop.shape == (67, 67, 3)  # rows 33:100 (top:bottom), columns 275:342 (left:right)
+    np.testing.assert_array_equal(crop, scene[33:100, 275:342])
 
 
 def test_expw_split_is_carved_seeded_and_stratified(tmp_path):
-    faces = [(f"{i}.jpg", 0, (2, 2, 30, 30), 90.0, label) for i, label in enumerate([3, 0] * 10)]
+    faces = [(f"{'happy' if label == 3 else 'angry'}_people_{i}.jpg", 0, (2, 2, 30, 30), 90.0, label)
+             for i, label in enumerate([3, 0] * 10)]
     layouts.write_expw(tmp_path, faces, scene=(32, 32))
     cfg = build_config(["data=expw", f"data.root={tmp_path}", "data.num_workers=0"]).data
     dm = FERDataModule(cfg, DataNeeds(16), run_dir=tmp_path / "run")
@@ -380,6 +395,10 @@ def test_expw_split_is_carved_seeded_and_stratified(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ Aff-Wild2
 
+# Aff-Wild2 (Kollias & Zafeiriou; ABAW annotations/EXPR_Classification_Challenge/Train_Set/<video>.txt): a header
+# line "Neutral,Anger,Disgust,Fear,Happiness,Sadness,Surprise,Other" (VA: "valence,arousal"; AU:
+# "AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26"), then line i + 1 for frame i ↔ cropped_aligned/<video>/
+# <i:05d>.jpg; -1 (EXPR, AU) and -5 (VA) mark frames without a label; two-person videos carry _left/_right.
 ABAW_VIDEOS = {
     "10-60-1280x720": {"set": "Train_Set", "expr": ["0", "4", "-1", "7"], "missing": {2},
                        "va": ["0.5,0.2", "-5,-5", "0.1,-0.3", "0,0"],
