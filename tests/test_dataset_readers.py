@@ -490,7 +490,7 @@ CFEE_ITEMS = [("01-04/Images1", 1, 110, 2547), ("01-04/Images1", 2, 110, 2548), 
               ("05-08/Images2", 24, 201, 7010), ("05-08/Images2", 23, 201, 7011)]
 
 
-def test_cfee_reads_real_file_names_in_group_folders_and_counts_unmapped_ids(tmp_path):
+def test_cfee_reads_real_file_names_in_group_folders_and_counts_unmapped_ids(tmp_path, caplog):
     paths = layouts.write_cfee(tmp_path, CFEE_ITEMS, CFEE_CLASSES)
     assert paths[2] == "01-04/Images1/09_110_2555.jpg"
     records, problems = _read("cfee", tmp_path, "data.folds=2", "data.fold=1")
@@ -505,6 +505,9 @@ def test_cfee_reads_real_file_names_in_group_folders_and_counts_unmapped_ids(tmp
     assert problems.dropped == {cfee.unmapped("23", table, "05-08/Images2/23_178_6632.jpg"): 2,
                                 cfee.unmapped("24", table, "05-08/Images2/24_201_7010.jpg"): 1}
     assert not problems.items
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"] == [
+        f"skipped 2 image(s): {cfee.unmapped('23', table, '05-08/Images2/23_178_6632.jpg')}",
+        f"skipped 1 image(s): {cfee.unmapped('24', table, '05-08/Images2/24_201_7010.jpg')}"]
 
 
 def test_cfee_class_table_from_data_cfee_classes_maps_ids_past_22(tmp_path):

@@ -16,6 +16,7 @@ sorted subject ids.
 
 from __future__ import annotations
 
+import logging
 import re
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from fer_bench.data.readers.common import images_in, read_table, subject_folds
 from fer_bench.data.readers.folder import label_columns
 from fer_bench.data.records import Problems
 
+log = logging.getLogger(__name__)
 FILE_NAME = re.compile(r"(\d{2})_(\d{3})_(\d+)")
 BAD_NAME = "file name is not <class id:2>_<subject:3>_<index> (CFEE_Database_230, e.g. 09_110_2555.jpg)"
 
@@ -65,6 +67,8 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
         else:
             unknown.setdefault(code, []).append(image)
     for code, images in sorted(unknown.items()):
-        problems.drop(unmapped(code, class_file, images[0].relative_to(root).as_posix()), len(images))
+        reason = unmapped(code, class_file, images[0].relative_to(root).as_posix())
+        problems.drop(reason, len(images))
+        log.warning("skipped %d image(s): %s", len(images), reason)
     table = pd.DataFrame(rows, columns=["path", "expression", "compound", "subject"])
     return table.assign(split=subject_folds(table["subject"], data_cfg.fold, data_cfg.folds), domain="cfee")
