@@ -18,9 +18,12 @@ from fer_bench.cli import skipped_line
 from fer_bench.config import build_config
 from fer_bench.data import layouts, records
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
-from fer_bench.data.readers import read_records
+from fer_bench.data.readers import cfee, read_records
 from fer_bench.data.records import MAX_IMAGE_PIXELS, DataError, read_rgb
 
+# The trees follow the releases named in test_dataset_readers.py (RAF-DB list_patition_label.txt, Kaggle
+# fer2013.csv, FERPlus label.csv, AffectNet training.csv, SFEW class folders, CFEE_Database_230 names, CK+ emotion
+# files, Aff-Wild2 per-video and MTL annotation files, ExpW label.lst), each with one kind of damage.
 FOOTER = "Fix them, or set data.on_error=skip to skip, count and list them in the run directory."
 
 
@@ -206,12 +209,23 @@ def test_affectnet_bad_values_missing_picture_and_pickled_npy(tmp_path):
         (str(pickled), f"cannot read {pickled}: Object arrays cannot be loaded when allow_pickle=False")]))
 
 
+def test_affectnet_same_face_with_other_labels_is_named(tmp_path):
+    # AffectNet release A rows (see test_dataset_readers.py): one picture and box listed with two expressions.
+    picture = "689/737db2483489148d783ef278f43f486c0a97e140fc4b6b61b84363ca.jpg"
+    rows = [{"file": "training", "image": picture, "expression": e, "valence": 0.1, "arousal": 0.1,
+             "box": (2, 10, 40, 40)} for e in (1, 6)]
+    layouts.write_affectnet(tmp_path, rows)
+    file = tmp_path / "Manually_Annotated_file_lists/training.csv"
+    _raises(_cfg("affectnet", tmp_path), _message("affectnet", [
+        (f"{file}:3", f"face 2,10,40,40 of {picture} is listed again with other labels (first at {file}:2)")]))
+
+
 def test_ferplus_truncated_png_and_malformed_vote_rows(tmp_path):
     names = layouts.write_ferplus(tmp_path, [("FER2013Train", [0, 10, 0, 0, 0, 0, 0, 0, 0, 0])] * 2)
     png = tmp_path / "FER2013Train" / names[1]
     png.write_bytes(png.read_bytes()[:-20])
     label = tmp_path / "FER2013Train/label.csv"
-    label.write_text(label.read_text() + "fer9.png,1,2,3\nfer8.png,0,x,0,0,0,0,0,0,0,0\n")
+    label.write_text(label.read_text() + "fer0000009.png,1,2,3\nfer0000010.png,0,x,0,0,0,0,0,0,0,0\n")
     for folder in ("FER2013Valid", "FER2013Test"):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "label.csv").write_text("")
@@ -237,19 +251,34 @@ def test_empty_class_folder_and_unknown_class_are_named(tmp_path):
 
 
 def test_cfee_bad_class_table_and_file_names(tmp_path):
-    layouts.write_cfee(tmp_path, [(2, 1), (5, 1), (2, 2)], [(2, "happy"), (3, "bored")])
-    (tmp_path / "001" / "notes.jpg").write_bytes((tmp_path / "001" / "02001.jpg").read_bytes())
+    # CFEE_Database_230 layout (group folders, <class:2>_<subject:3>_<index>.jpg), see test_dataset_readers.py
+    layouts.write_cfee(tmp_path, [("01-04/Images1", 2, 110, 2548), ("01-04/Images1", 2, 111, 2590)],
+                       [(2, "happy"), (3, "bored")])
+    image = tmp_path / "01-04/Images1/02_110_2548.jpg"
+    (tmp_path / "01-04/Images1/02110.jpg").write_bytes(image.read_bytes())
     _raises(_cfg("cfee", tmp_path, "data.folds=2"), _message("cfee", [
         (f"{tmp_path / 'classes.csv'}:3", "class '3' 'bored' is not a numeric id with a known expression or "
                                          "compound name"),
-        (str(tmp_path / "001/05001.jpg"), f"class id 05 is not in {tmp_path / 'classes.csv'}"),
-        (str(tmp_path / "001/notes.jpg"), "file name does not start with a 2-digit class id and a 3-digit subject id"),
+        (str(tmp_path / "01-04/Images1/02110.jpg"), cfee.BAD_NAME),
     ]))
     with pytest.raises(DataError) as e:
-        read_records(_cfg("cfee", tmp_path / "001"))
-    assert str(e.value) == (f"data set 'cfee': {tmp_path / '001/classes.csv'} not found: export the class ids and "
-                            "names of the 'summary' sheet of AU_annotation_all_subjects.xls as a CSV with columns "
-                            "id,name")
+        read_records(_cfg("cfee", tmp_path / "01-04"))
+    assert str(e.value) == (f"data set 'cfee': {tmp_path / '01-04/classes.csv'} not found: export the class ids "
+                            "and names of the 'summary' sheet of AU_annotation_all_subjects.xls as a CSV with columns "
+                            "id,name (data.cfee.classes)")
+
+
+def test_cfee_rejected_file_names_are_listed_before_the_fold_error(tmp_path):
+    # Names in a layout that is not the release's (class and subject run together): every image is rejected, so
+    # no subject is left for the folds; the rejected files come first, then the fold error.
+    layouts.write_cfee(tmp_path, [("01-04/Images1", 2, 110, 2548)], [(2, "happy")])
+    image = tmp_path / "01-04/Images1/02_110_2548.jpg"
+    image.rename(tmp_path / "01-04/Images1/02110.jpg")
+    with pytest.raises(DataError) as e:
+        read_records(_cfg("cfee", tmp_path, "data.on_error=skip"))
+    listed = f"  {tmp_path / '01-04/Images1/02110.jpg'}: {cfee.BAD_NAME}\n"
+    assert str(e.value) == (f"1 bad item(s) in data set 'cfee':\n{listed}then: data set 'cfee': 0 subject(s) cannot "
+                            "make data.folds=10 subject folds")
 
 
 # ------------------------------------------------------------------------------------------------ annotation files
@@ -279,16 +308,42 @@ def test_abaw_bad_lines_are_named(tmp_path):
         read_records(_cfg("affwild2", tmp_path))
 
 
+def test_abaw_mtl_bad_rows_and_header_are_named(tmp_path):
+    # 3rd/4th ABAW MTL_Challenge/train_set.txt format (see test_dataset_readers.py).
+    rows = ["10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00002.jpg,0.5,1.2,0,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00003.jpg,0.5,0.2,9,1,0,0,1,0,0,1,0,0,0,1,0",
+            "10-60-1280x720/00004.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,2,0",
+            "10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,0,1,0,0,1,0,0,0,1,0"]
+    layouts.write_abaw_mtl(tmp_path, {"train_set.txt": rows, "validation_set.txt": rows[:1]})
+    folder = tmp_path / "annotations/MTL_Challenge"
+    train, val = folder / "train_set.txt", folder / "validation_set.txt"
+    _raises(_cfg("affwild2_mtl", tmp_path), _message("affwild2_mtl", [
+        (f"{train}:3", "valence/arousal 0.5,1.2 above 1"),
+        (f"{train}:4", "label 9 outside affwild2_expr's 0..7"),
+        (f"{train}:5", "AU values must be 0, 1 or -1: 1,0,0,1,0,0,1,0,0,0,2,0"),
+        (f"{train}:6", f"image 10-60-1280x720/00001.jpg is listed again (first at {train}:2)"),
+        (f"{val}:2", f"image 10-60-1280x720/00001.jpg is listed again (first at {train}:2)"),
+    ]))
+    train.write_text(train.read_text().replace("AU26", "AU27"))
+    with pytest.raises(DataError, match=r"^data set 'affwild2_mtl': .*train_set.txt: no column 'AU26'; columns are "
+                                        r"image, valence, arousal, expression, AU1,"):
+        read_records(_cfg("affwild2_mtl", tmp_path))
+
+
 def test_expw_conflicting_face_box_outside_and_missing_scene(tmp_path):
-    faces = [("a.jpg", 0, (10, 20, 60, 55), 80.0, 3), ("a.jpg", 0, (10, 20, 60, 55), 80.0, 4),
-             ("a.jpg", 1, (95, 10, 40, 120), 50.0, 3), ("b.jpg", 0, (5, 5, 45, 45), 99.0, 6)]
+    # ExpW label/label.lst lines (image face_id top left right bottom confidence label), release-shaped names.
+    faces = [("angry_actor_104.jpg", 0, (10, 20, 60, 55), 80.0, 3),
+             ("angry_actor_104.jpg", 0, (10, 20, 60, 55), 80.0, 4),
+             ("angry_actor_104.jpg", 1, (95, 10, 40, 120), 50.0, 3),
+             ("sad_woman_17.jpg", 0, (5, 5, 45, 45), 99.0, 6)]
     layouts.write_expw(tmp_path, faces)
-    (tmp_path / "image/origin/b.jpg").unlink()
+    (tmp_path / "image/origin/sad_woman_17.jpg").unlink()
     file = tmp_path / "label/label.lst"
     _raises(_cfg("expw", tmp_path), _message("expw", [
-        (f"{file}:2", f"face 0 of a.jpg is listed again with other values (first at {file}:1)"),
-        (f"{file}:3", f"face box lies outside the 120x90 image {tmp_path / 'image/origin/a.jpg'}"),
-        (f"{file}:4", f"missing image file {tmp_path / 'image/origin/b.jpg'}"),
+        (f"{file}:2", f"face 0 of angry_actor_104.jpg is listed again with other values (first at {file}:1)"),
+        (f"{file}:3", f"face box lies outside the 120x90 image {tmp_path / 'image/origin/angry_actor_104.jpg'}"),
+        (f"{file}:4", f"missing image file {tmp_path / 'image/origin/sad_woman_17.jpg'}"),
     ]))
 
 

@@ -22,29 +22,36 @@ def _data_cfg(data: str, root: Path, *extra: str):
 
 
 def test_folder_reader_without_splits(tmp_path):
-    for cls, n in (("Angry", 2), ("happiness", 1), ("surprised", 1), ("Happily_Surprised", 1)):
-        for i in range(n):
-            write_png(tmp_path / cls / f"{i}.png", _image(i))
+    # Class folders without splits, as the CK+48 mirror (anger/S010_004_00000017.png ...) and RAF-DB compound
+    # folder exports (Happily_Surprised/train_00001_aligned.jpg) ship them; folder names in several spellings.
+    files = [("anger", "S010_004_00000017.png"), ("anger", "S010_004_00000018.png"),
+             ("happiness", "S011_006_00000013.png"), ("surprised", "S014_001_00000029.png"),
+             ("Happily_Surprised", "train_00001_aligned.png")]
+    for i, (cls, name) in enumerate(files):
+        write_png(tmp_path / cls / name, _image(i))
     records, problems = read_records(_data_cfg("folder", tmp_path))
     got = sorted(zip(records["path"].map(lambda p: Path(p).relative_to(tmp_path).as_posix()),
                      records["expression"].tolist(), records["compound"].tolist(), strict=True))
-    assert got == [("Angry/0.png", 6, pd.NA), ("Angry/1.png", 6, pd.NA), ("Happily_Surprised/0.png", pd.NA, 0),
-                   ("happiness/0.png", 1, pd.NA), ("surprised/0.png", 3, pd.NA)]
+    assert got == [("Happily_Surprised/train_00001_aligned.png", pd.NA, 0), ("anger/S010_004_00000017.png", 6, pd.NA),
+                   ("anger/S010_004_00000018.png", 6, pd.NA), ("happiness/S011_006_00000013.png", 1, pd.NA),
+                   ("surprised/S014_001_00000029.png", 3, pd.NA)]
     assert records["split"].isna().all() and not problems.items
 
 
 def test_folder_reader_with_split_folders(tmp_path):
-    for folder in ("train", "validation", "test"):
-        write_png(tmp_path / folder / "sad" / "a.png", _image(0))
-        write_png(tmp_path / folder / "neutral" / "b.jpg", _image(1))
+    # Split and class folders as in the Kaggle FER-2013 image mirror (train/sad/Training_10022789.jpg,
+    # test/neutral/PrivateTest_10086748.jpg), here with a validation folder too.
+    for folder, usage in (("train", "Training"), ("validation", "PublicTest"), ("test", "PrivateTest")):
+        write_png(tmp_path / folder / "sad" / f"{usage}_10022789.png", _image(0))
+        write_png(tmp_path / folder / "neutral" / f"{usage}_10086748.jpg", _image(1))
     records, _ = read_records(_data_cfg("folder", tmp_path))
     assert sorted(records["split"].value_counts().items()) == [("test", 2), ("train", 2), ("val", 2)]
     assert sorted(records["expression"].unique().tolist()) == [0, 2]
 
 
 def test_folder_reader_names_unknown_class_folder(tmp_path):
-    write_png(tmp_path / "bored" / "a.png", _image(0))
-    write_png(tmp_path / "happy" / "a.png", _image(0))
+    write_png(tmp_path / "bored" / "Training_10118481.png", _image(0))
+    write_png(tmp_path / "happy" / "Training_10019449.png", _image(0))
     with pytest.raises(DataError, match="bored.*not a known expression"):
         read_records(_data_cfg("folder", tmp_path))
     records, problems = read_records(_data_cfg("folder", tmp_path, "data.on_error=skip"))
@@ -52,6 +59,7 @@ def test_folder_reader_names_unknown_class_folder(tmp_path):
 
 
 def test_csv_reader_records_and_bad_rows(tmp_path):
+    # fer-bench's own labels.csv (README, data=csv): path,expression[,valence,arousal,subject,split].
     for name in ("a", "b", "c"):
         write_png(tmp_path / "img" / f"{name}.png", _image(0))
     (tmp_path / "labels.csv").write_text(

@@ -24,6 +24,10 @@ verbs:
                                            run a W&B sweep file without a server, rank the trials
   sweep  FILE.yaml [count=N] [project=P] [entity=E]
                                            register the sweep with W&B and start an agent
+  inspect data=D [data.root=...] [out=DIR] [key=value ...]
+                                           what a run would read: counts per split x class, subjects, dropped
+                                           rows, bad items (all in DIR/problems.csv), image sizes; exit 1 if a
+                                           run would stop
   train  method=M data=D [key=value ...]   train one seed (no test data touched); prints the run directory
   test   run=DIR [ckpt=best|last]          re-test a finished run on its saved test split
   predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] [detector=yunet.onnx] [margin=0.2]
@@ -112,6 +116,14 @@ def cmd_train(args: list[str]) -> None:
     print(f"run {run_dir}")
     if line := skipped_line(run_dir):
         print(line)
+
+
+def cmd_inspect(args: list[str]) -> int:
+    out, args = _pop(args, "out")
+    cfg = build_config(args)
+    from fer_bench.data.inspect import inspect
+
+    return inspect(cfg, Path(out) if out else Path(cfg.runs_dir) / f"inspect-{cfg.data.name}")
 
 
 def _verb_args(args: list[str], usage: str, required: tuple[str, ...], optional: dict[str, str]) -> dict[str, str]:
@@ -295,7 +307,8 @@ def cmd_report(args: list[str]) -> None:
     print(f"report: {out} ({len(written.images)} pictures in {out.parent / (out.stem + '_plots')})")
 
 
-VERBS = {"bench": cmd_bench, "train": cmd_train, "test": cmd_test, "predict": cmd_predict, "export": cmd_export,
+VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
+         "export": cmd_export,
          "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
          "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report}
 
@@ -308,13 +321,13 @@ def main(argv: list[str] | None = None) -> int:
     from fer_bench.data.records import DataError
 
     try:
-        VERBS[argv[0]](argv[1:])
+        status = VERBS[argv[0]](argv[1:])
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         if os.environ.get("FER_BENCH_DEBUG"):
             raise
         print(f"fer-bench: error: {e}\n(set FER_BENCH_DEBUG=1 for the traceback)", file=sys.stderr)
         return 2
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -79,14 +79,23 @@ class CkplusOptions:
 
 
 @dataclass
+class CfeeOptions:
+    """CFEE: the class table (``id,name``, the exported summary sheet), relative to ``data.root`` or absolute."""
+
+    classes: str = "classes.csv"
+
+
+@dataclass
 class AbawOptions:
-    """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU) and the annotation folder names of the challenge edition."""
+    """Aff-Wild2 / ABAW: tasks to read (EXPR, VA, AU; or MTL alone, the multi-task challenge's single CSV per set)
+    and the annotation folder names of the challenge edition."""
 
     tasks: list[str] = field(default_factory=lambda: ["EXPR"])
     annotations: str = "annotations"
     expr: str = "EXPR_Classification_Challenge"
     va: str = "VA_Estimation_Challenge"
     au: str = "AU_Detection_Challenge"
+    mtl: str = "MTL_Challenge"
 
 
 @dataclass
@@ -118,6 +127,7 @@ class DataConfig:
     ferplus: FerplusOptions = field(default_factory=FerplusOptions)
     ckplus: CkplusOptions = field(default_factory=CkplusOptions)
     abaw: AbawOptions = field(default_factory=AbawOptions)
+    cfee: CfeeOptions = field(default_factory=CfeeOptions)
     synth: SynthSpec = field(default_factory=SynthSpec)
 
 

@@ -22,7 +22,7 @@ import pandas as pd
 from fer_bench.data.records import Problems
 
 COMPLETE_MARKER = ".complete"
-CACHE_VERSION = 1  # bump when a cached reader's output changes: it is part of every key
+CACHE_VERSION = 2  # bump when a cached reader's output changes: it is part of every key
 
 
 def build_once(final: Path, build: Callable[[Path], None]) -> Path:

@@ -166,7 +166,21 @@ class FERDataModule(pl.LightningDataModule):
     def setup(self, stage: str | None = None) -> None:
         if self.records is not None:
             return
-        records, self.problems = read_records(self.cfg)
+        self.records = self.label_and_split(*read_records(self.cfg))
+        size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
+        for name in ("train", "val", "test"):
+            rows = self.records[self.records["split"] == name]
+            if rows.empty:
+                raise DataError(f"data set '{self.cfg.name}' has no {name} images after splitting")
+            transform = train_transform(size, mean, std, self.cfg.augment) if name == "train" else eval_transform(
+                size, mean, std)
+            self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
+        log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
+
+    def label_and_split(self, records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
+        """The rows with a label of the run, with their ``head`` index and ``split``; the split lists, bad items
+        and dropped-row counts are written to the run directory."""
+        self.problems = problems
         records, label = self._labels(records)
         if self.splits_from is not None:
             split = load_splits(records, self.splits_from)
@@ -179,16 +193,7 @@ class FERDataModule(pl.LightningDataModule):
                 self.problems.frame().to_csv(self.run_dir / "skipped.csv", index=False)
             if self.problems.dropped:
                 self.problems.dropped_frame().to_csv(self.run_dir / "dropped.csv", index=False)
-        self.records = records.assign(split=split, head=label)
-        size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
-        for name in ("train", "val", "test"):
-            rows = self.records[self.records["split"] == name]
-            if rows.empty:
-                raise DataError(f"data set '{self.cfg.name}' has no {name} images after splitting")
-            transform = train_transform(size, mean, std, self.cfg.augment) if name == "train" else eval_transform(
-                size, mean, std)
-            self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
-        log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
+        return records.assign(split=split, head=label)
 
     def eval_view(self, split: str) -> FERDataset:
         """The split with the evaluation transform (no augmentation), e.g. to score training images."""

@@ -9,6 +9,7 @@ tests can write bad labels too. Layouts follow specs/datasets.md.
 from __future__ import annotations
 
 import csv
+import hashlib
 from collections import defaultdict
 from pathlib import Path
 
@@ -114,31 +115,70 @@ def write_ferplus(root: Path, rows: list[tuple[str, list[int]]], box: bool = Fal
     return names
 
 
+FERPLUS_USAGE = {"Training": "FER2013Train", "PublicTest": "FER2013Valid", "PrivateTest": "FER2013Test"}
+
+
+def write_ferplus_from_fer2013new(root: Path, text: str) -> list[str]:
+    """The FERPlus tree microsoft/FERPlus builds from ``fer2013new.csv`` (header ``Usage,Image name,neutral,...,NF``,
+    rows ``Training,fer0000000.png,4,0,0,1,3,2,0,0,0,0``): each row's votes go to ``label.csv`` of the Usage's
+    folder with the repository copies' face box, and a grey face of its top vote is drawn; rows with an empty name
+    (images FERPlus dropped) get no image and no line. Returns the folder/name of every written image."""
+    rows = list(csv.reader(text.splitlines()))[1:]
+    table, lines, written = NATIVE_TABLES["ferplus"], defaultdict(list), []
+    for i, (usage, name, *votes) in enumerate(rows):
+        if not name:
+            continue
+        folder = FERPLUS_USAGE[usage]
+        counts = [int(v) for v in votes]
+        _png(root / folder / name, _gray(native_face(table, int(np.argmax(counts[:8])), i, 48)))
+        lines[folder].append([name, "(0, 0, 48, 48)", *counts])
+        written.append(f"{folder}/{name}")
+    for folder, folder_lines in lines.items():
+        with open(root / folder / "label.csv", "w", newline="") as f:
+            csv.writer(f).writerows(folder_lines)
+    return written
+
+
 AFFECTNET_COLUMNS = ("subDirectory_filePath,face_x,face_y,face_width,face_height,facial_landmarks,expression,"
                      "valence,arousal\n")
 
 
+def affectnet_name(i: int) -> str:
+    """A ``subDirectory_filePath`` shaped like the release's (``689/737db248...84363ca.jpg``: a folder number and
+    a 56-hex-digit name)."""
+    return f"{100 + 37 * i % 900}/{hashlib.sha224(str(i).encode()).hexdigest()}.jpg"
+
+
 def write_affectnet(root: Path, rows: list[dict], scene: tuple[int, int] = (80, 96)) -> list[str]:
     """Release A: ``Manually_Annotated_file_lists/{training,validation}.csv`` over full pictures
-    ``Manually_Annotated_Images/<k>/<name>.jpg`` with the face pasted at its box. Each row: ``file``
-    (training / validation), ``expression``, ``valence``, ``arousal``, ``box`` (x, y, w, h; w < 0 = no face).
+    ``Manually_Annotated_Images/<subDirectory_filePath>`` with each face pasted at its box. Each row: ``file``
+    (training / validation), ``expression``, ``valence``, ``arousal``, ``box`` (x, y, w, h; w < 0 = no face) and
+    optionally ``image`` (the picture, to list one picture several times; default: a picture of its own).
     Returns the ``subDirectory_filePath`` of every row."""
     lists = root / "Manually_Annotated_file_lists"
     lists.mkdir(parents=True, exist_ok=True)
-    by_file, paths = defaultdict(list), []
+    by_file, paths, pictures = defaultdict(list), [], {}
     for i, row in enumerate(rows):
-        path = f"{i % 3}/{i:04d}.jpg"
+        path = row.get("image") or affectnet_name(i)
         x, y, w, h = row["box"]
-        picture_ = _scene(*scene, seed=i)
+        picture_ = pictures.setdefault(path, _scene(*scene, seed=len(pictures)))
         if w > 0:
             _paste(picture_, native_face(NATIVE_TABLES["affectnet"], row["expression"], i, 48), y, x, y + h, x + w)
-        write_jpg(root / "Manually_Annotated_Images" / path, picture_)
-        by_file[row["file"]].append(f"{path},{x},{y},{w},{h},\"1.0;2.0\",{row['expression']},{row['valence']},"
-                                    f"{row['arousal']}\n")
+        by_file[row["file"]].append(f"{path},{x},{y},{w},{h},\"{_landmarks(x, y, w, h)}\",{row['expression']},"
+                                    f"{row['valence']},{row['arousal']}\n")
         paths.append(path)
+    for path, picture_ in pictures.items():
+        write_jpg(root / "Manually_Annotated_Images" / path, picture_)
     for name in ("training", "validation"):
         (lists / f"{name}.csv").write_text(AFFECTNET_COLUMNS + "".join(by_file[name]))
     return paths
+
+
+def _landmarks(x: int, y: int, w: int, h: int) -> str:
+    """A ``facial_landmarks`` cell: 68 ``x;y`` pairs joined by ``;`` (points on the box's inscribed ellipse)."""
+    angles = np.linspace(0, 2 * np.pi, 68, endpoint=False)
+    points = [(x + w / 2 + w / 2 * np.cos(a), y + h / 2 + h / 2 * np.sin(a)) for a in angles]
+    return ";".join(f"{px:.2f};{py:.2f}" for px, py in points)
 
 
 def write_affectnet_npy(root: Path, rows: list[tuple[str, int, float, float]], size: int = 48) -> list[str]:
@@ -173,16 +213,30 @@ def write_ckplus(root: Path, sequences: list[tuple[str, str, int, int | None]], 
             label.write_text(f"   {float(code):.7e}\n")
 
 
-def write_sfew(root: Path, items: list[tuple[str, str | None]], size: int = 48) -> None:
-    """``Train/<Class>/``, ``Val/<Class>/`` and unlabelled ``Test/`` images; ``items`` are (split folder, class
-    folder or None)."""
+SFEW_MOVIES = ("Airheads", "Hangover", "HarryPotter_Deathly_Hallows", "Sixteen_Candles", "TheTerminal", "21")
+
+
+def sfew_name(i: int) -> str:
+    """An SFEW frame name as in the release, ``<movie>_<frame:09d>.png`` (e.g. ``Airheads_000519240.png``)."""
+    return f"{SFEW_MOVIES[i % len(SFEW_MOVIES)]}_{519240 + 1371 * i:09d}.png"
+
+
+def write_sfew(root: Path, items: list[tuple[str, str | None]], size: int = 48, aligned: bool = False) -> list[str]:
+    """SFEW 2.0: ``Train/<Class>/``, ``Val/<Class>/`` and unlabelled ``Test/`` frames, or with ``aligned`` the
+    aligned-face release ``<Split>/<Split>_Aligned_Faces/<Class>/``; ``items`` are (split folder, class folder or
+    None). Returns the image paths relative to ``root``."""
     names = {n.lower(): i for i, n in enumerate(NATIVE_TABLES["sfew"].native_names)}
+    paths = []
     for i, (split, cls) in enumerate(items):
+        folder = f"{split}/{split}_Aligned_Faces" if aligned else split
         if cls is None:
-            _png(root / split / f"{i:04d}.png", face(index=i, size=size, domain="film"))
+            rgb = face(index=i, size=size, domain="film")
         else:
+            folder = f"{folder}/{cls}"
             rgb = native_face(NATIVE_TABLES["sfew"], names.get(cls.lower(), -1), i, size)
-            _png(root / split / cls / f"{i:04d}.png", rgb)
+        paths.append(f"{folder}/{sfew_name(i)}")
+        _png(root / paths[-1], rgb)
+    return paths
 
 
 def write_expw(root: Path, faces: list[tuple[str, int, tuple[int, int, int, int], float, int]],
@@ -224,16 +278,41 @@ def write_abaw(root: Path, videos: dict[str, dict], folders: dict[str, str], var
                 file.write_text(ABAW_HEADERS[key] + "\n" + "".join(f"{line}\n" for line in spec[key]))
 
 
-def write_cfee(root: Path, items: list[tuple[int, int]], classes: list[tuple[int, str]], size: int = 48) -> None:
-    """``classes.csv`` (id,name) and images ``<subject>/<class id:02d><subject:03d>.jpg``; ``items`` are
-    (class id, subject)."""
+ABAW_MTL_HEADER = "image,valence,arousal,expression," + ",".join(f"AU{a}" for a in ABAW12_AUS)
+
+
+def write_abaw_mtl(root: Path, sets: dict[str, list[str]], missing: set[str] = frozenset(),
+                   variant: str = "cropped_aligned", annotations: str = "annotations", folder: str = "MTL_Challenge",
+                   size: int = 32) -> None:
+    """The multi-task challenge files ``<annotations>/<folder>/{train_set,validation_set}.txt`` (header
+    ``image,valence,arousal,expression,AU1..AU26``) and the face images ``<variant>/<image>``; ``sets`` maps
+    the file name to its data lines (``10-60-1280x720/00001.jpg,0.5,0.2,0,1,0,...``); images in ``missing`` are
+    not written."""
+    for name, rows in sets.items():
+        file = root / annotations / folder / name
+        file.parent.mkdir(parents=True, exist_ok=True)
+        file.write_text(ABAW_MTL_HEADER + "\n" + "".join(f"{row}\n" for row in rows))
+        for k, row in enumerate(rows):
+            image = row.split(",")[0]
+            if image not in missing:
+                write_jpg(root / variant / image, face(index=k, size=size, domain="wild"))
+
+
+def write_cfee(root: Path, items: list[tuple[str, int, int, int]], classes: list[tuple[int, str]],
+               size: int = 48) -> list[str]:
+    """The CFEE_Database_230 layout: ``classes.csv`` (id,name, the exported summary sheet) and images
+    ``<group folder>/<class id:02d>_<subject:03d>_<index>.jpg`` (e.g. ``01-04/Images1/09_110_2555.jpg``); ``items``
+    are (group folder, class id, subject, index). Returns the image paths relative to ``root``."""
     root.mkdir(parents=True, exist_ok=True)
     (root / "classes.csv").write_text("id,name\n" + "".join(f"{i},{name}\n" for i, name in classes))
-    names = dict(classes)
-    for i, (class_id, subject) in enumerate(items):
+    names, paths = dict(classes), []
+    for i, (group, class_id, subject, index) in enumerate(items):
         name = names.get(class_id, "neutral").lower()
         if name in COMPOUNDS:
             rgb = face(compound=COMPOUNDS.index(name), index=i, size=size)
         else:
             rgb = face(EXPRESSION_ALIASES.get(name), index=i, size=size)
-        write_jpg(root / f"{subject:03d}" / f"{class_id:02d}{subject:03d}.jpg", rgb)
+        path = f"{group}/{class_id:02d}_{subject:03d}_{index}.jpg"
+        write_jpg(root / path, rgb)
+        paths.append(path)
+    return paths

@@ -57,15 +57,17 @@ class Problems:
         for reason, n in self.dropped.items():
             log.info("data set '%s': dropped %d row(s): %s", dataset, n, reason)
 
+    def listing(self, dataset: str, shown: int = 10) -> str:
+        """The count of bad items and the first ``shown`` of them, one per line."""
+        lines = "\n".join(f"  {w}: {r}" for w, r in self.items[:shown])
+        more = f"\n  ... and {len(self.items) - shown} more" if len(self.items) > shown else ""
+        return f"{len(self.items)} bad item(s) in data set '{dataset}':\n{lines}{more}"
+
     def settle(self, dataset: str) -> None:
         """Raise with the first problems listed unless the user asked to skip bad input."""
         if self.items and self.on_error != "skip":
-            shown = "\n".join(f"  {w}: {r}" for w, r in self.items[:10])
-            more = f"\n  ... and {len(self.items) - 10} more" if len(self.items) > 10 else ""
-            raise DataError(
-                f"{len(self.items)} bad item(s) in data set '{dataset}':\n{shown}{more}\n"
-                "Fix them, or set data.on_error=skip to skip, count and list them in the run directory."
-            )
+            raise DataError(f"{self.listing(dataset)}\n"
+                            "Fix them, or set data.on_error=skip to skip, count and list them in the run directory.")
 
     def frame(self) -> pd.DataFrame:
         return pd.DataFrame(self.items, columns=["where", "reason"])

@@ -68,7 +68,10 @@ def _read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     try:
         return READERS[data_cfg.reader](root, data_cfg, problems)
     except (FileNotFoundError, ValueError) as e:
-        raise DataError(f"data set '{data_cfg.name}': {e}") from None
+        # Bad items found before the error (e.g. rejected file names that leave too few subjects for the folds)
+        # come first: they are usually its cause.
+        first = f"{problems.listing(data_cfg.name)}\nthen: " if problems.items else ""
+        raise DataError(f"{first}data set '{data_cfg.name}': {e}") from None
 
 
 def drop_duplicates(records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
@@ -83,12 +86,15 @@ def drop_duplicates(records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
     return records[~repeated.to_numpy()]
 
 
-def read_records(data_cfg) -> tuple[pd.DataFrame, Problems]:
-    """Read, normalise and check a data set; bad rows raise or are skipped per ``data.on_error``."""
+def read_records(data_cfg, problems: Problems | None = None) -> tuple[pd.DataFrame, Problems]:
+    """Read, normalise and check a data set; bad rows raise or are skipped per ``data.on_error``.
+
+    ``problems`` (default: a new collector) receives the bad items and dropped rows, also when reading fails.
+    """
     if data_cfg.reader not in READERS:
         known = ", ".join(READERS)
         raise DataError(f"unknown reader '{data_cfg.reader}' in data card '{data_cfg.name}'; known: {known}")
-    problems = Problems(data_cfg.on_error)
+    problems = problems if problems is not None else Problems(data_cfg.on_error)
     root = dataset_root(data_cfg)
     records = check_files(drop_duplicates(normalise(_read(root, data_cfg, problems)), problems), problems)
     problems.settle(data_cfg.name)

@@ -8,6 +8,13 @@ with either below −1, e.g. the −5 sentinel, has none), AU (12 comma-separate
 25 26; −1 = invalid, masked). Several tasks merge per frame, each label missing where its task has none. Sentinel
 lines and frames without a face image are dropped and counted. ``_left``/``_right`` videos stay distinct videos
 (``subject`` = video, so a carved val never splits one). Train_Set → train, Validation_Set → test.
+
+Multi-task challenge (``data.abaw.tasks=[MTL]``; 3rd/4th ABAW MTL, s-Aff-Wild2): one CSV per set,
+``<root>/<data.abaw.annotations>/<data.abaw.mtl>/{train_set,validation_set}.txt`` with the header
+``image,valence,arousal,expression,AU1,AU2,AU4,AU6,AU7,AU10,AU12,AU15,AU23,AU24,AU25,AU26`` and rows such as
+``10-60-1280x720/00001.jpg,0.5,0.2,4,0,0,...`` (image relative to ``<data.variant>``; the same sentinels: VA −5,
+expression −1, AU −1). Its rows become the same records as the per-task files: each label missing where its
+sentinel says so, and a row without any label dropped.
 """
 
 from __future__ import annotations
@@ -17,11 +24,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.data.readers.common import lines, native_label
+from fer_bench.data.readers.common import lines, native_label, read_table
 from fer_bench.data.records import Problems
 from fer_bench.labels import ABAW12_AUS, NATIVE_TABLES
 
 SETS = {"Train_Set": "train", "Validation_Set": "test"}
+MTL_SETS = {"train_set.txt": "train", "validation_set.txt": "test"}
+MTL_COLUMNS = ("image", "valence", "arousal", "expression", *(f"AU{au}" for au in ABAW12_AUS))
 NO_IMAGE = "Aff-Wild2: frame without a face image"
 
 
@@ -64,12 +73,46 @@ def _frames_with_images(folder: Path, cache: dict[Path, set[str]]) -> set[str]:
     return cache[folder]
 
 
-def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    options = data_cfg.abaw
-    unknown = [t for t in options.tasks if t not in TASKS]
-    if unknown or not options.tasks:
-        raise ValueError(f"data.abaw.tasks={list(options.tasks)}: choose from {', '.join(TASKS)}")
-    images = root / (data_cfg.variant or "cropped_aligned")
+def _sentinel(task: str, problems: Problems) -> None:
+    problems.drop(f"Aff-Wild2 {task}: sentinel (no label)")
+
+
+def _mtl_frames(root: Path, images: Path, options, problems: Problems) -> dict[tuple[str, str], dict]:
+    """Frames of the multi-task challenge files, keyed by (video, image name)."""
+    folder = root / options.annotations / options.mtl
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder} not found (set data.abaw.annotations / data.abaw.mtl)")
+    frames: dict[tuple[str, str], dict] = {}
+    for name, split in MTL_SETS.items():
+        file = folder / name
+        for i, row in enumerate(read_table(file, MTL_COLUMNS).to_dict("records")):
+            where, image = f"{file}:{i + 2}", Path(row["image"])
+            try:
+                if len(image.parts) != 2:
+                    raise ValueError(f"image {row['image']!r} is not <video>/<frame>.jpg")
+                labels = {"EXPR": _expr([row["expression"]]), "VA": _va([row["valence"], row["arousal"]]),
+                          "AU": _au([row[f"AU{au}"] for au in ABAW12_AUS])}
+            except ValueError as e:
+                problems.add(where, str(e))
+                continue
+            key = (image.parts[0], image.name)
+            if key in frames:
+                problems.add(where, f"image {row['image']} is listed again (first at {frames[key]['source']})")
+                continue
+            frame = {"path": str(images / image), "subject": image.parts[0], "split": split, "domain": "affwild2",
+                     "source": where}
+            for task, label in labels.items():
+                if label is None:
+                    _sentinel(task, problems)
+                else:
+                    frame.update(label)
+            if any(label is not None for label in labels.values()):
+                frames[key] = frame
+    return frames
+
+
+def _task_frames(root: Path, images: Path, options, problems: Problems) -> dict[tuple[str, int], dict]:
+    """Frames of the per-video files of each task, merged, keyed by (video, 0-based frame index)."""
     frames: dict[tuple[str, int], dict] = {}
     for task in options.tasks:
         key, parse = TASKS[task]
@@ -87,7 +130,7 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
                         problems.add(where, str(e))
                         continue
                     if label is None:
-                        problems.drop(f"Aff-Wild2 {task}: sentinel (no label)")
+                        _sentinel(task, problems)
                         continue
                     frame = frames.setdefault((video, number - 1), {
                         "path": str(images / video / f"{number - 1:05d}.jpg"), "subject": video, "split": split,
@@ -96,6 +139,20 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
                         problems.add(where, f"video {video} is in {set_name} here but not in the other tasks")
                         continue
                     frame.update(label)
+    return frames
+
+
+def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
+    options = data_cfg.abaw
+    tasks = list(options.tasks)
+    if tasks == ["MTL"]:
+        read_frames = _mtl_frames
+    elif not tasks or any(t not in TASKS for t in tasks):
+        raise ValueError(f"data.abaw.tasks={tasks}: choose from {', '.join(TASKS)}, or [MTL] alone")
+    else:
+        read_frames = _task_frames
+    images = root / (data_cfg.variant or "cropped_aligned")
+    frames = read_frames(root, images, options, problems)
     listed: dict[Path, set[str]] = {}
     rows = []
     for key in sorted(frames):  # by video, then frame number

@@ -4,7 +4,10 @@ Release A (``reader: affectnet``, the original manually annotated release): ``tr
 ``validation.csv`` in ``Manually_Annotated_file_lists/`` (or ``Manual_Annot_files/``, or ``data.root`` itself),
 columns ``subDirectory_filePath, face_x, face_y, face_width, face_height, facial_landmarks, expression, valence,
 arousal``; full pictures under ``Manually_Annotated_Images/<subDirectory_filePath>``. Each face is cut out with its
-box once into ``data.cache_dir`` (data/cache.py); rows with ``face_width < 0`` have no face and are dropped.
+box once into ``data.cache_dir`` (data/cache.py), one crop per row named after picture and box
+(``crops/<split>/<subdir>/<name>_<x>_<y>_<w>_<h>.png``), so two faces of one picture keep their own labels; rows with
+``face_width < 0`` have no face and are dropped. A row repeating a picture, box and labels is dropped and counted; the
+same picture and box with other labels is an error.
 
 Release B (``reader: affectnet_npy``): 224x224 crops ``{train,val}_set/images/<id>.jpg`` with one-value arrays
 ``{train,val}_set/annotations/<id>_{exp,val,aro}.npy`` (read with ``allow_pickle=False``).
@@ -35,6 +38,7 @@ COLUMNS = ("subDirectory_filePath", "face_x", "face_y", "face_width", "face_heig
            "arousal")
 SENTINEL = "AffectNet: expression 8-10 (none, uncertain, non-face)"
 NO_FACE = "AffectNet: no face box (face_width < 0)"
+DUPLICATE = "AffectNet: same picture, face box and labels listed again"
 NPY_SETS = {"train_set": "train", "val_set": "test"}
 
 
@@ -61,7 +65,7 @@ def labels(expression: str, valence: str, arousal: str, problems: Problems) -> d
 
 def _crop_all(root: Path, folder: Path, problems: Problems) -> pd.DataFrame:
     lists = first_dir(root, LIST_FOLDERS, "AffectNet file list (training.csv)")
-    rows, boxes = [], defaultdict(list)
+    rows, boxes, seen = [], defaultdict(list), {}
     for name, split in FILES.items():
         file = lists / name
         for i, row in enumerate(read_table(file, COLUMNS).to_dict("records")):
@@ -78,7 +82,17 @@ def _crop_all(root: Path, folder: Path, problems: Problems) -> pd.DataFrame:
             if label is None:
                 continue
             image = row["subDirectory_filePath"]
-            crop = Path("crops") / split / Path(image).with_suffix(".png")
+            face, values = (image, x, y, w, h), (row["expression"], row["valence"], row["arousal"])
+            if face in seen:
+                first, first_values = seen[face]
+                if values == first_values:
+                    problems.drop(DUPLICATE)
+                else:
+                    problems.add(where, f"face {x},{y},{w},{h} of {image} is listed again with other labels "
+                                        f"(first at {first})")
+                continue
+            seen[face] = where, values
+            crop = Path("crops") / split / f"{Path(image).with_suffix('')}_{x}_{y}_{w}_{h}.png"  # one file per face
             boxes[image].append((where, y, y + h, x, x + w, folder / crop))
             rows.append({"path": str(crop), **label, "split": split, "domain": "affectnet", "source": where})
     return pd.DataFrame(cut_faces(root / IMAGE_FOLDER, boxes, rows, problems),

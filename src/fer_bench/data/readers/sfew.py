@@ -1,7 +1,13 @@
-"""SFEW 2.0 (specs/datasets.md §3.6): per-split class folders ``<root>/Train/<Class>/`` and ``<root>/Val/<Class>/``
-with the classes ``Angry, Disgust, Fear, Happy, Neutral, Sad, Surprise`` (mapped through the explicit SFEW table,
-never the folder order). Test labels are withheld: ``Test/`` images are counted and left out. Train → train,
-Val → test (papers report Val); val is carved from train.
+"""SFEW 2.0 (Dhall et al., EmotiW): per-split class folders with the classes ``Angry, Disgust, Fear, Happy, Neutral,
+Sad, Surprise`` (mapped through the explicit SFEW table, never the folder order), in either release:
+
+- frames: ``<root>/Train/<Class>/``, ``<root>/Val/<Class>/``;
+- aligned faces: ``<root>/Train/Train_Aligned_Faces/<Class>/``, ``<root>/Val/Val_Aligned_Faces/<Class>/`` (or the
+  ``<Split>_Aligned_Faces/`` folders directly under ``<root>``).
+
+``data.variant``: ``aligned`` or ``original`` (frames); empty = the aligned faces where a split has them, else the
+frames. Test labels are withheld: ``Test/`` images are counted and left out. Train → train, Val → test (papers
+report Val); val is carved from train.
 """
 
 from __future__ import annotations
@@ -17,7 +23,8 @@ from fer_bench.labels import NATIVE_TABLES
 
 TABLE = NATIVE_TABLES["sfew"]
 CLASSES = {name.lower(): canonical for name, canonical in zip(TABLE.native_names, TABLE.to_canonical, strict=True)}
-SPLITS = {"train": "train", "val": "test"}
+SPLITS = {"Train": "train", "Val": "test"}
+VARIANTS = ("", "aligned", "original")
 UNLABELLED = "SFEW: Test image (labels withheld)"
 
 
@@ -26,15 +33,40 @@ def _label(folder_name: str) -> dict[str, int] | None:
     return None if canonical is None else {"expression": canonical}
 
 
+def _subdirs(folder: Path | None) -> dict[str, Path]:
+    """Sub-folders by lower-case name."""
+    return {d.name.lower(): d for d in folder.iterdir() if d.is_dir()} if folder is not None else {}
+
+
+def split_folder(root: Path, split: str, variant: str) -> Path | None:
+    """The folder holding ``split``'s class folders (or, for Test, its images) in the chosen release."""
+    plain = _subdirs(root).get(split.lower())
+    aligned_name = f"{split}_aligned_faces".lower()
+    aligned = _subdirs(plain).get(aligned_name) or _subdirs(root).get(aligned_name)
+    if variant == "aligned":
+        return aligned
+    if variant == "original":
+        return plain
+    return aligned or plain
+
+
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    folders = {d.name.lower(): d for d in root.iterdir() if d.is_dir()}
+    variant = data_cfg.variant
+    if variant not in VARIANTS:
+        raise ValueError(f"data.variant={variant!r}: SFEW releases are aligned, original (frames) or empty (aligned "
+                         "where present)")
     rows = []
     for name, split in SPLITS.items():
-        if name not in folders:
-            raise FileNotFoundError(f"no {name.capitalize()}/ folder under {root} (SFEW 2.0: Train/<Class>/, "
-                                    "Val/<Class>/)")
-        for class_dir in sorted(d for d in folders[name].iterdir() if d.is_dir()):
+        folder = split_folder(root, name, variant)
+        if folder is None:
+            raise FileNotFoundError(f"no {name} folder under {root} for data.variant={variant!r} (SFEW 2.0: "
+                                    f"{name}/<Class>/ or {name}/{name}_Aligned_Faces/<Class>/)")
+        classes = sorted(d for d in folder.iterdir() if d.is_dir() and not d.name.lower().endswith("_aligned_faces"))
+        for class_dir in classes:
             rows.extend(class_rows(class_dir, split, problems, _label))
-    if "test" in folders:
-        problems.drop(UNLABELLED, len(images_in(folders["test"])))
+    test = split_folder(root, "Test", variant)
+    if test is not None:
+        frames = [p for p in images_in(test) if not any(
+            part.lower().endswith("_aligned_faces") for part in p.relative_to(test).parts[:-1])]
+        problems.drop(UNLABELLED, len(frames))
     return pd.DataFrame(rows, columns=["path", "split", "expression"]).assign(domain="sfew")
