@@ -27,10 +27,14 @@ class CSAConfig:
 
 @dataclass
 class QCSConfig:
+    """``trunk_weights``: IR-50 (or timm trunk) weights, e.g. ``ir50.pth``; ``weights``: a whole-network state_dict,
+    e.g. a released QCS checkpoint converted with ``fer-bench convert format=qcs``."""
+
     name: str = "qcs"
     protocol: str = "corrected"
     trunk: str = "ir50"
     trunk_weights: str | None = None
+    weights: str | None = None
     trunk_out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])
     image_size: int = 224
     dim: int = 768
