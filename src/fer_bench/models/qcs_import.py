@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 import pickle
 import re
+import warnings
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,6 +95,8 @@ def read_official(path: str | Path, trust_pickle: bool = False) -> dict[str, tor
                 f"(e.g. the QCS release). ({str(e).splitlines()[0]})") from None
         from fer_bench.models.convert import _PICKLE  # the stand-in unpickler of the HSEmotion converter
 
+        warnings.warn(f"unpickling {path} with weights_only=False: a pickle can run arbitrary code; convert only "
+                      "files from a source you trust", UserWarning, stacklevel=2)
         obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
