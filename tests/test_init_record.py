@@ -62,8 +62,9 @@ def test_random_init_warning_only_for_pretrained_papers_on_real_faces(tmp_path):
     declared = {name for name, c in METHOD_CONFIGS.items() if c.paper_init}
     assert declared == {"qcs", "clip_gfer", "multitask", "continual"}
     for name in sorted(METHOD_CONFIGS):
+        random_init = ["backbone.pretrained=false"] if name == "continual" else []  # its recipe loads hub weights
         for data, expect in ((real, name in declared), ([], False)):
-            cfg = build_config([f"method={name}", *data])
+            cfg = build_config([f"method={name}", *data, *random_init])
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
                 init_record.warn_if_random_init(cfg)
@@ -72,6 +73,9 @@ def test_random_init_warning_only_for_pretrained_papers_on_real_faces(tmp_path):
             assert bool(init_record.init_note(cfg)) == expect
     pretrained = build_config(["method=qcs", *real, f"method.trunk_weights={weights}"])
     assert init_record.init_note(pretrained) == ""
+    continual = build_config(["method=continual", *real])
+    assert (init_record.describe_init(continual), init_record.init_note(continual)) == (
+        "backbone=timm-hub:resnetv2_50.a1h_in1k", "")
     # CAFE's face-recognition mask weights do not stand in for CLIP
     assert init_record.init_note(build_config(["method=clip_gfer", *real, f"method.mask_weights={weights}"]))
 

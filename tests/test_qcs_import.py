@@ -287,7 +287,8 @@ def test_cross_branch_tensors_land_on_the_cross_modules(tmp_path):
     own = net.state_dict()
     pairs = {"cross_attention_1.theta": "csa.0.theta", "cross_attention_3.theta": "csa.2.theta",
              "cross_attention_2.proj.weight": "csa.1.proj.weight", "cross_attention_2.norm1.bias": "csa.1.norm1.bias",
-             "cross_attention_3.norm2.weight": "csa.2.norm2.weight", "cross_attention_1.mlp.fc2.bias": "csa.0.mlp.fc2.bias",
+             "cross_attention_3.norm2.weight": "csa.2.norm2.weight",
+             "cross_attention_1.mlp.fc2.bias": "csa.0.mlp.fc2.bias",
              "VIT_cross.blocks.0.attn.qkv.weight": "vit_cross.blocks.0.attn.qkv.weight",
              "VIT_cross.se_block.linear2.weight": "head_cross.linear2.weight"}
     for official_key, key in pairs.items():

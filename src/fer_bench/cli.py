@@ -262,7 +262,8 @@ def cmd_convert(args: list[str]) -> None:
 
 
 def cmd_convert_qcs(args: list[str]) -> None:
-    usage = "fer-bench convert format=qcs src=<QCS checkpoint> labels=rafdb|ferplus|affectnet out=<state_dict.pt> [--trust-pickle]"
+    usage = ("fer-bench convert format=qcs src=<QCS checkpoint> labels=rafdb|ferplus|affectnet out=<state_dict.pt> "
+             "[--trust-pickle]")
     a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "labels", "out"), {})
     from fer_bench.models import qcs_import
 

@@ -103,7 +103,8 @@ def read_official(path: str | Path, trust_pickle: bool = False) -> dict[str, tor
     elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
         obj = obj["state_dict"]
     if not isinstance(obj, Mapping) or not all(isinstance(v, torch.Tensor) for v in obj.values()):
-        raise ValueError(f"{path}: expected a QCS checkpoint, a pickled model or a state_dict; got {type(obj).__name__}")
+        raise ValueError(f"{path}: expected a QCS checkpoint, a pickled model or a state_dict; "
+                         f"got {type(obj).__name__}")
     return dict(obj)
 
 
@@ -141,7 +142,8 @@ def architecture(state: Mapping[str, torch.Tensor]) -> Architecture:
     units = tuple(_count(keys, rf"trunk\.body{s}\.(\d+)\..+") for s in (1, 2, 3))
     return Architecture(
         num_classes=state["head_base.head.weight"].shape[0], dim=state["vit_base.cls_token"].shape[-1],
-        base_depth=_count(keys, r"vit_base\.blocks\.(\d+)\..+"), cross_depth=_count(keys, r"vit_cross\.blocks\.(\d+)\..+"),
+        base_depth=_count(keys, r"vit_base\.blocks\.(\d+)\..+"),
+        cross_depth=_count(keys, r"vit_cross\.blocks\.(\d+)\..+"),
         units=units, image_size=32 * grid,  # IR-50 halves the input; the last scale reaches 1/32 after its embed
         branches=4 if any(k.endswith(".theta") for k in keys) else 2)
 
