@@ -20,7 +20,7 @@ from fer_bench.config import build_config
 from fer_bench.method_configs import METHOD_CONFIGS
 
 QUIET = ["data.num_workers=0", "trainer.progress_bar=false", "logger.wandb=false"]
-TINY_SYNTH = ["data.synth.subjects=30", "data.synth.per_subject=2", "data.synth.size=48", "data.synth.difficulty=easy"]
+TINY_SYNTH = ["data.synth.subjects=10", "data.synth.per_subject=1", "data.synth.size=32", "data.synth.difficulty=easy"]
 
 
 def _sha8(path) -> str:
@@ -84,7 +84,7 @@ def test_rows_and_metrics_carry_init_and_the_trainer_precision(tmp_path):
     """A baseline from a backbone weights file the test writes, at trainer.precision=bf16 (Lightning: bf16-mixed)."""
     weights = tmp_path / "face_id_test_resnet.pth"
     torch.save(timm.create_model("test_resnet", num_classes=0).state_dict(), weights)
-    cfg = build_config(["profile=cpu", *TINY_SYNTH, *QUIET, "data.image_size=48", "trainer.max_epochs=1",
+    cfg = build_config(["profile=cpu", *TINY_SYNTH, *QUIET, "data.image_size=32", "trainer.max_epochs=1",
                         "trainer.precision=bf16", f"backbone.weights={weights}", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
     run_dir = runner.train_one(cfg)
