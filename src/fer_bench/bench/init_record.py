@@ -52,28 +52,34 @@ def _method_config(cfg: DictConfig) -> type:
     return METHOD_CONFIGS[cfg.method.name]
 
 
+def _sources(cfg: DictConfig) -> tuple[InitSource, ...] | None:
+    return getattr(_method_config(cfg), "init_sources", None)
+
+
 def describe_init(cfg: DictConfig) -> str:
-    """The ``init`` column of a run."""
-    parts = [f"{s.component}={value}" for s in _method_config(cfg).init_sources
-             if (value := _source_value(cfg, s)) is not None]
+    """The ``init`` column of a run (``undeclared`` for a method whose config class lists no ``init_sources``)."""
+    sources = _sources(cfg)
+    if sources is None:
+        return "undeclared"
+    parts = [f"{s.component}={value}" for s in sources if (value := _source_value(cfg, s)) is not None]
     return "; ".join(parts) or "random"
 
 
 def init_note(cfg: DictConfig) -> str:
     """``random init; paper uses ...`` for a run on real faces whose paper-pretrained components are all random."""
-    method = _method_config(cfg)
-    if not method.paper_init or cfg.data.reader == "synthetic":
+    paper_init = getattr(_method_config(cfg), "paper_init", "")
+    if not paper_init or cfg.data.reader == "synthetic":
         return ""
-    if any(_source_value(cfg, s) is not None for s in method.init_sources if s.paper):
+    if any(_source_value(cfg, s) is not None for s in _sources(cfg) or () if s.paper):
         return ""
-    return f"random init; paper uses {method.paper_init}"
+    return f"random init; paper uses {paper_init}"
 
 
 def warn_if_random_init(cfg: DictConfig) -> None:
     """Warn (once, rank 0) when a run deviates from its paper by starting from random weights on real faces."""
     note = init_note(cfg)
     if note:
-        keys = ", ".join(k for s in _method_config(cfg).init_sources if s.paper for k in (s.weights, s.hub) if k)
+        keys = ", ".join(k for s in _sources(cfg) or () if s.paper for k in (s.weights, s.hub) if k)
         rank_zero_warn(f"{cfg.method.name} on {cfg.data.name}: {note}; results are not comparable to the paper's. "
                        f"Set {keys} to start from pretrained weights.", category=UserWarning)
 
