@@ -44,6 +44,8 @@ verbs:
                                            fit a head on frozen features (train), select/tune on val, score test
   convert src=OLD.pt backbone=NAME out=NEW.pt --trust-pickle
                                            rebuild a pickled HSEmotion model as a plain state_dict (unsafe input)
+  convert format=qcs src=QCS.pth labels=rafdb|ferplus|affectnet out=NEW.pt [--trust-pickle]
+                                           map a released QCS/DCS checkpoint onto fer-bench's QCS network
 """
 
 
@@ -255,6 +257,9 @@ def cmd_downstream(args: list[str]) -> None:
 
 
 def cmd_convert(args: list[str]) -> None:
+    fmt, args = _pop(args, "format", "hsemotion")
+    if fmt == "qcs":
+        return cmd_convert_qcs(args)
     usage = "fer-bench convert src=<pickled model.pt> backbone=<name> out=<state_dict.pt> [image_size=N] --trust-pickle"
     trusted = "--trust-pickle" in args
     a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {"image_size": ""})
@@ -266,6 +271,20 @@ def cmd_convert(args: list[str]) -> None:
     net = convert.convert(a["src"], a["backbone"], a["out"], int(a["image_size"]) if a["image_size"] else None)
     print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {net.num_classes} + 2); "
           f"use method.weights={a['out']}")
+
+
+def cmd_convert_qcs(args: list[str]) -> None:
+    usage = ("fer-bench convert format=qcs src=<QCS checkpoint> labels=rafdb|ferplus|affectnet out=<state_dict.pt> "
+             "[--trust-pickle]")
+    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "labels", "out"), {})
+    from fer_bench.models import qcs_import
+
+    done = qcs_import.convert_checkpoint(a["src"], a["out"], a["labels"], trust_pickle="--trust-pickle" in args)
+    keys = " ".join(f"{k}={v}" for k, v in done.arch.config_overrides().items())
+    print(f"{a['out']}: {'QCS' if done.arch.branches == 4 else 'DCS'}, {done.arch.num_classes} classes in fer-bench "
+          f"order ({done.space}); {len(done.dropped)} unused official tensors dropped.\n"
+          f"whole network (a {done.space} data set): method=qcs method.weights={a['out']} {keys}\n"
+          f"IR-50 trunk only (QCS\u2021 init): method.trunk_weights={a['out']}")
 
 
 def cmd_sweep(args: list[str]) -> None:

@@ -8,12 +8,19 @@ its schema. ``protocol``: ``corrected`` selects checkpoints on a validation spli
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import ClassVar
 
+from fer_bench.init_sources import InitSource
 from fer_bench.labels import ABAW12_AUS
+
+BACKBONE_INIT = InitSource("backbone", "backbone.weights", hub="backbone.pretrained", hub_model="backbone.name")
 
 
 @dataclass
 class BaselineConfig:
+    paper_init: ClassVar[str] = ""
+    init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT,)
+
     name: str = "baseline"
     protocol: str = "corrected"
     label_smoothing: float = 0.0
@@ -27,10 +34,18 @@ class CSAConfig:
 
 @dataclass
 class QCSConfig:
+    """``trunk_weights``: IR-50 (or timm trunk) weights, e.g. ``ir50.pth``; ``weights``: a whole-network state_dict,
+    e.g. a released QCS checkpoint converted with ``fer-bench convert format=qcs``."""
+
+    paper_init: ClassVar[str] = "IR-50 trunk pre-trained on MS-Celeb-1M (ir50.pth)"
+    init_sources: ClassVar[tuple[InitSource, ...]] = (InitSource("trunk", "method.trunk_weights"),
+                                                      InitSource("net", "method.weights"))
+
     name: str = "qcs"
     protocol: str = "corrected"
     trunk: str = "ir50"
     trunk_weights: str | None = None
+    weights: str | None = None
     trunk_out_indices: list[int] = field(default_factory=lambda: [1, 2, 3])
     image_size: int = 224
     dim: int = 768
@@ -77,6 +92,9 @@ class MultitaskConfig:
     recipe's weighted soft targets. ``au_head``: the AU head fitted on frozen train features at test time when the
     data has AU labels.
     """
+
+    paper_init: ClassVar[str] = "backbone pre-trained for face identification on VGGFace2 (from ImageNet)"
+    init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT, InitSource("net", "method.weights"))
 
     name: str = "multitask"
     protocol: str = "corrected"
@@ -130,6 +148,9 @@ class ContinualConfig:
     eval mode and frozen in compound steps. ``patience``: early stopping per step (0 = off). ``max_steps``: cut the
     scenario (null = every compound). ``stop_after``: end the run after that step (a resumable partial run).
     """
+
+    paper_init: ClassVar[str] = "ResNet-50 (V2) pre-trained on ImageNet"
+    init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT,)
 
     name: str = "continual"
     protocol: str = "corrected"
@@ -186,6 +207,12 @@ class ClipGferConfig:
     the mask CNN and its face-recognition weights; ``lam``/``beta``: weights of l_sep/l_div; ``drop``: channels
     zeroed per group; ``groups``/``div``: ``code`` (official) or ``paper`` forms; ``preprocess``: ``imagenet``
     (official) or ``clip`` mean/std."""
+
+    paper_init: ClassVar[str] = "CLIP ViT-B/32 image tower (OpenAI weights)"
+    init_sources: ClassVar[tuple[InitSource, ...]] = (
+        InitSource("clip", "method.clip.weights", hub="method.clip.hub", hub_model="method.clip.model",
+                   hub_tag=".openai"),
+        InitSource("mask", "method.mask_weights", paper=False))
 
     name: str = "clip_gfer"
     protocol: str = "corrected"

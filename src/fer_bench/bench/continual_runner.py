@@ -19,7 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
-from fer_bench.bench import leaderboard
+from fer_bench.bench import init_record, leaderboard
 from fer_bench.bench.continual_steps import evaluate, fit_step, step_data, update_memory
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png
@@ -75,6 +75,7 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     resumed = resume is not None and ckpt.is_file()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the initial weights
     method, dm = _setup(cfg, scenario, run_dir, run_dir / "splits" if resumed else None)
+    init_record.warn_if_random_init(cfg)
     rows, sizes, fit_seconds, start = [], [], 0.0, 0
     if resumed:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)
@@ -146,6 +147,7 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
 
         plots["plots/gradcam"] = gradcam_grid(method, dm.eval_view("test"), list(scenario.classes),
                                               run_dir / "plots" / "gradcam.png")
+    facts = init_record.result_facts(cfg, init_record.fitted_precision(method, cfg))
     summary = {
         "run_id": run_dir.name, "method": cfg.method.name, "strategy": strategy, "data": cfg.data.name,
         "seed": cfg.seed, "order": list(scenario.classes), "step_sizes": list(scenario.step_sizes),
@@ -154,7 +156,7 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
             "cl/forgetting = Chaudhry et al. 2018: mean over old tasks of (best earlier accuracy - final accuracy); "
             "cl/forgetting_first = Avalanche: mean of (accuracy right after learning - final accuracy)",
         "cl": metrics, "final": final, "fewshot": extra, "fit_seconds": round(fit_seconds, 1),
-        "memory_per_class": {str(c): len(v) for c, v in method.memory.slots.items()},
+        "memory_per_class": {str(c): len(v) for c, v in method.memory.slots.items()}, **facts,
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     selection = "test fold per step (faithful; optimistic)" if cfg.method.protocol == "faithful" else "val per step"
@@ -162,7 +164,7 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
            "method": f"continual/{strategy}", "data": cfg.data.name, "seed": cfg.seed, "ckpt": "final",
            "selection": selection, **final, **metrics, **extra, "protocol": cfg.method.protocol,
            "steps": scenario.num_steps, "fit_seconds": round(fit_seconds, 1), **provenance(cfg, run_dir),
-           "run_dir": str(run_dir)}
+           "run_dir": str(run_dir), **facts}
     leaderboard.append(Path(cfg.results_dir), [row])
     # The CSV logs are per step (logs/stepNN); the run-level summary goes to W&B when enabled.
     loggers = [lg for lg in build_loggers(cfg, run_dir) if not isinstance(lg, CSVLogger)]

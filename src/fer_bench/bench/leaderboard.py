@@ -20,7 +20,8 @@ LEAD_COLUMNS = ["run_id", "suite", "name", "method", "data", "seed", "ckpt", "se
 # the run (e.g. two variants of one method).
 GROUP = ["suite", "name", "data", "ckpt", "selection"]
 PROVENANCE = {"data_card": "data", "image_variant": "variant", "splits_hash": "splits", "code_version": "code",
-              "config_hash": "config"}
+              "config_hash": "config", "init": "init", "precision": "precision"}
+INIT_MARK = "†"  # a summary row with a run that starts the paper's pretrained part from random weights (init_note)
 
 
 @contextmanager
@@ -88,14 +89,25 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in table.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
+        if _init_notes(group):
+            row["name"] = f"{row['name']} {INIT_MARK}"
         row.update({c: _mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
         rows.append(row | {"provenance": _provenance_line(group)})
     return pd.DataFrame(rows).fillna("")
 
 
+def _init_notes(rows: pd.DataFrame) -> list[str]:
+    return sorted({str(n) for n in rows["init_note"].dropna() if str(n)}) if "init_note" in rows else []
+
+
+def init_footnotes(table: pd.DataFrame) -> str:
+    """The footnote explaining the summary's marked rows (empty when none is marked)."""
+    return "\n".join(f"{INIT_MARK} {note}" for note in _init_notes(table))
+
+
 def render(table: pd.DataFrame) -> str:
     """Markdown: the summary (mean ± std over seeds) and every row."""
     parts = ["# fer-bench leaderboard", "", "## Summary (mean ± std over seeds)", "",
-             summary(table).to_markdown(index=False), "", "## All runs", "",
+             summary(table).to_markdown(index=False), "", init_footnotes(table), "", "## All runs", "",
              table.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4f"), ""]
     return "\n".join(parts)

@@ -113,7 +113,8 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
     parts = [f"# fer-bench report\n\n{time.strftime('%Y-%m-%d %H:%M')} from `{results_dir / 'leaderboard.csv'}` "
              f"({len(table)} rows, {table['run_id'].nunique()} runs). Tables and pictures use the val-selected "
              "checkpoint (`best`; `final` for continual runs).\n",
-             "## Leaderboard (mean ± std over seeds)\n", report.tables["leaderboard"].to_markdown(index=False), ""]
+             "## Leaderboard (mean ± std over seeds)\n", report.tables["leaderboard"].to_markdown(index=False), "",
+             leaderboard.init_footnotes(table), ""]
     for key, title, values in (("per_class_acc", "Per-class test accuracy (mean over seeds)", per_class),
                                ("cross_domain_acc", "Cross-domain test accuracy (mean over seeds)", domains)):
         if values:

@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from fer_bench.bench import cross_domain, leaderboard
+from fer_bench.bench import cross_domain, init_record, leaderboard
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import confusion_matrix_png
 from fer_bench.bench.provenance import provenance
@@ -115,6 +115,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     run_dir = resume or new_run_dir(cfg)
     (run_dir / "config.yaml").write_text(to_yaml(cfg))
     method = build_method(cfg)
+    init_record.warn_if_random_init(cfg)
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
@@ -143,14 +144,15 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
                                    weights_only=True) for kind in CKPT_KINDS}
         best_score = states["best"]["callbacks"][checkpoint.state_key]["best_model_score"]
         skipped = run_dir / "skipped.csv"
+        facts = init_record.result_facts(cfg, trainer.precision)
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
             "best_val_acc": float(best_score) if best_score is not None else None,
             "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
-            "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0,
+            "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0, **facts,
             **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
         }
-        rows = [_leaderboard_row(cfg, summary, kind, run_dir) for kind in CKPT_KINDS]
+        rows = [_leaderboard_row(cfg, summary, kind, run_dir) | facts for kind in CKPT_KINDS]
         if needs.test_every_epoch:
             summary["best_test_epoch"] = best_test_epoch(run_dir / "logs" / "metrics.csv")
             rows.append({**rows[0], "ckpt": "best_test_epoch", "selection": "test (faithful; optimistic)",

@@ -12,6 +12,7 @@ import torch
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
+from fer_bench.models.backbones import load_state_dict_file
 from fer_bench.models.qcs_net import build_qcs_net, qcs_loss
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -28,6 +29,8 @@ class QCS(FERMethod):
             csa_scope=m.csa.scope, branches=m.branches, image_size=m.image_size, trunk_weights=m.trunk_weights,
             trunk_out_indices=tuple(m.trunk_out_indices),
         )
+        if m.weights:
+            load_state_dict_file(self.net, m.weights)
 
     def data_needs(self) -> DataNeeds:
         m = self.cfg.method

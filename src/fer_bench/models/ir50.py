@@ -15,7 +15,7 @@ from fer_bench.models.backbones import strip_prefixes
 IR50_UNITS = (3, 4, 14)
 IR50_CHANNELS = (64, 128, 256)
 _IGNORED_PREFIXES = ("output_layer.", "body4.")
-_STRIP_PREFIXES = ("module.", "ir_back.", "backbone.")
+_STRIP_PREFIXES = ("module.", "ir_back.", "backbone.", "trunk.")  # trunk.: a converted QCS checkpoint
 
 
 class BottleneckIR(nn.Module):
@@ -99,8 +99,8 @@ def load_ir50_weights(trunk: IR50Trunk, path: str | Path) -> list[str]:
     """Load IR-50 weights from a local state_dict file into ``trunk``; returns the loaded keys.
 
     Accepts a raw state_dict or a dict holding one under ``state_dict``; strips ``module.`` / ``ir_back.`` /
-    ``backbone.`` prefixes, ignores stage 4, ``output_layer`` and keys of other modules, and raises ValueError
-    naming the file and the keys when a used key is missing or has the wrong shape.
+    ``backbone.`` / ``trunk.`` prefixes, ignores stage 4, ``output_layer`` and keys of other modules, and raises
+    ValueError naming the file and the keys when a used key is missing or has the wrong shape.
     """
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
