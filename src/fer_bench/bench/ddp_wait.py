@@ -53,6 +53,11 @@ def _rank_layout(trainer_cfg: DictConfig) -> tuple[int | None, int, range | None
     return world, rank, range(node * local, (node + 1) * local) if local else None
 
 
+def _ranks(ranks: list[int] | range) -> str:
+    ranks = list(ranks)
+    return f"rank {ranks[0]}" if len(ranks) == 1 else f"ranks {ranks[0]}-{ranks[-1]}"
+
+
 def explain(error: BaseException, trainer_cfg: DictConfig) -> str:
     """The message for a DDP wait that timed out."""
     t = trainer_cfg
@@ -64,8 +69,8 @@ def explain(error: BaseException, trainer_cfg: DictConfig) -> str:
         joined = re.search(r"(\d+)/(\d+) clients joined", str(error))
         arrived = f"; {joined.group(1)} of {joined.group(2)} joined" if joined else ""
         lines.append(f"the run expects {world} processes (trainer.devices={t.devices} x trainer.num_nodes="
-                     f"{t.num_nodes}); this machine started ranks {here.start}-{here.stop - 1}"
-                     + (f"; ranks {missing[0]}-{missing[-1]} never arrived{arrived}" if missing else arrived))
+                     f"{t.num_nodes}); this machine started {_ranks(here)}"
+                     + (f"; {_ranks(missing)} never arrived{arrived}" if missing else arrived))
     lines.append("likely cause: trainer.num_nodes / trainer.devices do not match the processes started. On one "
                  "machine give trainer.num_nodes=1 and trainer.devices=<its GPUs> (with resume=<run dir> too); on "
                  "several, start the same command on every node (NODE_RANK, MASTER_ADDR, one FER_BENCH_SESSION). "
