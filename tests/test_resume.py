@@ -118,6 +118,10 @@ def test_killed_runs_resumed_end_like_an_uninterrupted_run(runs):
             assert torch.equal(tensor, states[1]["state_dict"][name]), (kind, name)
     assert (a / "config.yaml").read_bytes() == (b / "config.yaml").read_bytes()
     assert _files(a / "splits") == _files(b / "splits") and _files(a / "splits")
+    # The learning curve survives the kills: epochs before each checkpoint kept, killed epochs logged once.
+    logs = [pd.read_csv(r / "logs" / "metrics.csv") for r in (a, b)]
+    assert logs[0]["epoch"].max() == EPOCHS - 1 and logs[0]["val/acc"].notna().sum() == EPOCHS
+    pd.testing.assert_frame_equal(logs[0], logs[1])
     saved = (b / "config.yaml").read_text()
     assert "accelerator: cpu" in saved and "precision: 32-true" in saved and "devices: 1\n" in saved
 

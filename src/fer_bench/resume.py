@@ -198,7 +198,8 @@ def record(plan: ResumePlan) -> None:
     """Print the resume, write changed values into config.yaml and append it to resumes.yaml (rank 0)."""
     if not _is_rank_zero():
         return
-    where = f"{plan.ckpt} (epoch {plan.epoch})" if plan.ckpt else "the first epoch (no checkpoint yet)"
+    unit = "step" if plan.cfg.method.name == "continual" else "epoch"
+    where = f"{plan.ckpt} ({unit} {plan.epoch})" if plan.ckpt else f"the first {unit} (no checkpoint yet)"
     print(f"resuming {plan.run_dir} from {where}")
     for key, (old, new) in plan.changes.items():
         print(f"  {key}: {old!r} -> {new!r}" + ("" if is_topology(key) else "  (recipe change, allowed)"))
@@ -210,8 +211,8 @@ def record(plan: ResumePlan) -> None:
     history = yaml.safe_load(path.read_text()) if path.is_file() else []
     history.append({
         "at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "checkpoint": str(plan.ckpt.relative_to(plan.run_dir)) if plan.ckpt else None,
-        "epoch": plan.epoch,
+        "checkpoint": str(plan.ckpt) if plan.ckpt else None,
+        unit: plan.epoch,
         "changes": {k: {"from": old, "to": new} for k, (old, new) in plan.changes.items()},
         "command": " ".join(sys.argv[1:]),
     })

@@ -18,11 +18,13 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from fer_bench.atomic import atomic_write_text
 from fer_bench.bench import cross_domain, leaderboard
 from fer_bench.bench.checkpoint_io import AtomicCheckpointIO
+from fer_bench.bench.csv_history import keep_history
 from fer_bench.bench.ddp_wait import strategy_for
 from fer_bench.bench.faults import fault_callbacks
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
@@ -96,6 +98,7 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
         CSVLogger(str(run_dir), name=report_name, version=kind)]
     trainer = build_trainer(cfg, run_dir, loggers, [], method)
     trainer.test(method, datamodule=datamodule, verbose=False)
+    trainer.strategy.barrier("test report written")  # rank 0 writes it; under torchrun the others read it
     return json.loads(method.report_path.read_text()), trainer, loggers
 
 
@@ -130,6 +133,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
     needs.test_every_epoch = cfg.method.protocol == "faithful"
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
                                splits_from=run_dir / "splits" if ckpt else None)
+    if resume and rank_zero_only.rank == 0:
+        keep_history(run_dir / "logs" / "metrics.csv", ckpt)
     loggers = build_loggers(cfg, run_dir)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
                                  auto_insert_metric_name=False)
