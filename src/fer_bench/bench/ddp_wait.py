@@ -45,6 +45,10 @@ def _rank_layout(trainer_cfg: DictConfig) -> tuple[int | None, int, range | None
     """(expected world size, this process's rank, the ranks this machine started) as far as knowable: torchrun
     sets WORLD_SIZE/RANK/GROUP_RANK/LOCAL_WORLD_SIZE; Lightning's own launcher NODE_RANK/LOCAL_RANK."""
     devices = trainer_cfg.devices if isinstance(trainer_cfg.devices, int) and trainer_cfg.devices > 0 else None
+    if trainer_cfg.devices == -1 and trainer_cfg.accelerator in ("gpu", "cuda"):  # all visible GPUs
+        import torch
+
+        devices = torch.cuda.device_count() or None
     world = devices * trainer_cfg.num_nodes if devices else None
     env = os.environ
     node = int(env.get("GROUP_RANK", env.get("NODE_RANK", 0)))
