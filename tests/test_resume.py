@@ -1,5 +1,5 @@
 """Kill and resume: a bench run killed with SIGKILL at several points and resumed each time with
-``fer-bench bench resume=<run dir>`` ends as an uninterrupted run does (lessons.md §6), and a resume that cannot go
+``fer-bench bench resume=<run dir>`` ends as an uninterrupted run does, and a resume that cannot go
 ahead changes no file.
 
 Every run is a ``fer-bench`` process. The killed one dies by ``FER_BENCH_FAULT`` (``bench/faults.py``): after its
