@@ -25,3 +25,8 @@ def test_resume_keeps_the_saved_config_and_applies_values(tmp_path):
         resume_config(tmp_path, ["method=qcs"])
     with pytest.raises(ConfigError, match="a resumed run keeps its seed"):
         resume_config(tmp_path, ["seeds=[0,1]"])
+
+
+def test_timeout_must_be_positive():
+    with pytest.raises(ConfigError, match="'trainer.timeout_s' = 0: give seconds > 0"):
+        build_config(["trainer.timeout_s=0"])

@@ -417,6 +417,8 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    if cfg.trainer.timeout_s <= 0:
+        raise ConfigError(f"config key 'trainer.timeout_s' = {cfg.trainer.timeout_s}: give seconds > 0")
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
