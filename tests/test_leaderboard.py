@@ -30,3 +30,17 @@ def test_markdown_shows_mean_and_std_over_seeds(tmp_path):
     leaderboard.append(tmp_path, rows)
     md = (tmp_path / "leaderboard.md").read_text()
     assert "0.8000 ± 0.1000" in md and "| qcs" in md
+
+
+def test_a_run_appending_again_replaces_its_rows_of_that_checkpoint_kind(tmp_path):
+    """A resumed run killed after its append appends again: one row per run and checkpoint kind remains."""
+    def rows(run, acc):
+        return [{"run_id": run, "method": "m", "data": "d", "seed": 0, "ckpt": kind, "selection": "val/acc",
+                 "test/acc": acc + i} for i, kind in enumerate(("best", "last"))]
+
+    leaderboard.append(tmp_path, rows("a", 0.1))
+    leaderboard.append(tmp_path, rows("b", 0.3))
+    leaderboard.append(tmp_path, rows("a", 0.5))
+    table = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert list(zip(table["run_id"], table["ckpt"], table["test/acc"], strict=True)) == [
+        ("b", "best", 0.3), ("b", "last", 1.3), ("a", "best", 0.5), ("a", "last", 1.5)]

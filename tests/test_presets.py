@@ -10,15 +10,23 @@ def test_ddp_sim_is_two_cpu_processes_and_the_command_line_wins():
     assert (t.accelerator, t.devices, t.strategy) == ("cpu", 2, "ddp_spawn")
     assert build_config(["trainer.preset=ddp", "trainer.devices=4", "trainer.num_nodes=2"]).trainer.devices == 4
     assert set(TRAINER_PRESETS) == {"cpu", "gpu", "ddp", "ddp_sim"}
+    assert build_config(["trainer.preset=ddp_sim"]).trainer.timeout_s == 120
+    assert build_config(["trainer.preset=ddp"]).trainer.timeout_s == 1800
     with pytest.raises(ConfigError, match="unknown preset; presets: cpu, gpu, ddp, ddp_sim"):
         build_config(["trainer.preset=tpu"])
 
 
 def test_resume_keeps_the_saved_config_and_applies_values(tmp_path):
     (tmp_path / "config.yaml").write_text(to_yaml(build_config(["method=baseline", "profile=cpu", "seed=2"])))
-    cfg = resume_config(tmp_path, ["method=baseline", "trainer.preset=ddp_sim"])
+    cfg = resume_config(tmp_path, ["method=baseline", "trainer.devices=2", "trainer.strategy=ddp_spawn"])
     assert cfg.seed == 2 and list(cfg.seeds) == [2] and cfg.trainer.strategy == "ddp_spawn"
+    assert cfg.trainer.devices == 2
     with pytest.raises(ConfigError, match="method=qcs does not match the run being resumed"):
         resume_config(tmp_path, ["method=qcs"])
     with pytest.raises(ConfigError, match="a resumed run keeps its seed"):
         resume_config(tmp_path, ["seeds=[0,1]"])
+
+
+def test_timeout_must_be_positive():
+    with pytest.raises(ConfigError, match="'trainer.timeout_s' = 0: give seconds > 0"):
+        build_config(["trainer.timeout_s=0"])

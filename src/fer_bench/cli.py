@@ -10,14 +10,16 @@ import sys
 import time
 from pathlib import Path
 
-from fer_bench.config import ConfigError, build_config, dataclass_overrides, resume_config
+from fer_bench.config import ConfigError, build_config, dataclass_overrides
 
 USAGE = """fer-bench <verb> [key=value ...]
 
 verbs:
   bench  method=M data=D [key=value ...]   train every seed, select on val, test best and last, add leaderboard rows
   bench  suite=NAME [key=value ...]        every run of experiments/suites/NAME.yaml (same data, splits, seeds)
-  bench  resume=RUN_DIR [key=value ...]    continue a killed run from its last checkpoint, then test it
+  bench  resume=RUN_DIR [key=value ...]    continue a killed run from its last checkpoint, then test it; only
+                                           topology values may change (trainer.devices=, trainer.num_nodes=, ...);
+                                           [resume.ckpt=best|FILE] [resume.allow_recipe_change=true]
   report [results=results] [runs=runs] [out=results/report.md]
                                            markdown report: leaderboard, per-class accuracy, plots (and W&B)
   sweep  --local FILE.yaml [count=N] [seed=0] [out=DIR] [key=value ...]
@@ -95,17 +97,30 @@ def cmd_bench(args: list[str]) -> None:
     suite_name, args = _pop(args, "suite")
     if resume and suite_name:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
+    from lightning.pytorch.utilities import rank_zero_only
+
     from fer_bench.bench import runner, suite
+    from fer_bench.bench.ddp_wait import explained_timeouts
 
     started = time.time()
     if suite_name:
         configs = suite.suite_configs(suite_name, args)
-        run_dirs = [run_dir for cfg in configs for run_dir in runner.bench(cfg)]
+        with explained_timeouts(configs[0]):
+            run_dirs = [run_dir for cfg in configs for run_dir in runner.bench(cfg)]
         results_dir = configs[0].results_dir
     else:
-        cfg = resume_config(Path(resume), args) if resume else build_config(args)
-        run_dirs = runner.bench(cfg, resume=Path(resume) if resume else None)
+        plan = None
+        if resume:  # checked in full before anything in the run directory changes
+            from fer_bench import resume as resuming
+
+            plan = resuming.prepare(Path(resume), args)
+            resuming.record(plan)
+        cfg = plan.cfg if plan else build_config(args)
+        with explained_timeouts(cfg):
+            run_dirs = runner.bench(cfg, resume=plan.run_dir if plan else None, resume_ckpt=plan.ckpt if plan else None)
         results_dir = cfg.results_dir
+    if rank_zero_only.rank != 0:  # rank 0 reports; the other ranks' files may not all be there yet
+        return
     _print_headline(run_dirs)
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.md'}  ({time.time() - started:.0f} s)")
 
@@ -113,8 +128,10 @@ def cmd_bench(args: list[str]) -> None:
 def cmd_train(args: list[str]) -> None:
     cfg = build_config(args)
     from fer_bench.bench import runner
+    from fer_bench.bench.ddp_wait import explained_timeouts
 
-    run_dir = runner.train_one(cfg, test=False)
+    with explained_timeouts(cfg):
+        run_dir = runner.train_one(cfg, test=False)
     print(f"run {run_dir}")
     if line := skipped_line(run_dir):
         print(line)

@@ -183,6 +183,7 @@ class TrainerConfig:
     channels_last: bool = True
     compile: bool = False  # torch.compile every network of the method (in place: checkpoints keep their keys)
     progress_bar: bool = True
+    timeout_s: int = 1800  # DDP set-up and collectives give up after this long (bench/ddp_wait.py)
 
 
 @dataclass
@@ -217,10 +218,11 @@ class RunConfig:
 # Trainer presets (`trainer.preset=NAME`): merged after the experiment and its profile, before the other
 # command-line values, so `trainer.preset=ddp trainer.devices=4` works. ddp_sim = DDP on 2 CPU processes (gloo).
 TRAINER_PRESETS: dict[str, dict[str, Any]] = {
-    "cpu": {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true"},
-    "gpu": {"accelerator": "gpu", "devices": 1, "strategy": "auto", "precision": "bf16-mixed"},
-    "ddp": {"accelerator": "gpu", "devices": -1, "strategy": "ddp", "precision": "bf16-mixed"},
-    "ddp_sim": {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "precision": "32-true"},
+    "cpu": {"accelerator": "cpu", "devices": 1, "strategy": "auto", "precision": "32-true", "timeout_s": 120},
+    "gpu": {"accelerator": "gpu", "devices": 1, "strategy": "auto", "precision": "bf16-mixed", "timeout_s": 1800},
+    "ddp": {"accelerator": "gpu", "devices": -1, "strategy": "ddp", "precision": "bf16-mixed", "timeout_s": 1800},
+    "ddp_sim": {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "precision": "32-true",
+                "timeout_s": 120},
 }
 
 
@@ -381,7 +383,8 @@ def _apply_command_line(cfg: DictConfig, values: list[str]) -> DictConfig:
 
 
 def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
-    """The saved config of the run to resume, with command-line values on top (e.g. ``trainer.devices=4``).
+    """The saved, resolved config of the run to resume with the command-line values on top (e.g.
+    ``trainer.devices=4``); presets are not applied again (fer_bench.resume checks what changed).
     ``method=``, ``data=`` and ``profile=`` given again must match the run; the run keeps its seed."""
     cfg = load_run_config(run_dir)
     selectors, values = split_selectors(overrides)
@@ -393,7 +396,7 @@ def resume_config(run_dir: Path, overrides: list[str]) -> DictConfig:
     seeded = [v for v in values if v.split("=", 1)[0] in ("seed", "seeds")]
     if seeded:
         raise ConfigError(f"{' '.join(seeded)}: a resumed run keeps its seed ({cfg.seed}); leave seeds out")
-    cfg = _apply_command_line(cfg, values)
+    cfg = _merge(cfg, _parse_overrides(values), "command line")
     cfg.seeds = [cfg.seed]
     _check_values(cfg)
     return cfg
@@ -424,6 +427,8 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    if cfg.trainer.timeout_s <= 0:
+        raise ConfigError(f"config key 'trainer.timeout_s' = {cfg.trainer.timeout_s}: give seconds > 0")
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")

@@ -19,6 +19,7 @@ from lightning.pytorch.loggers import CSVLogger
 from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from fer_bench.atomic import atomic_save, atomic_write_text
 from fer_bench.bench import init_record, leaderboard
 from fer_bench.bench.continual_steps import evaluate, fit_step, step_data, update_memory
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
@@ -37,6 +38,7 @@ from fer_bench.metrics.classification import (
     f1_from_confmat,
     uar_from_confmat,
 )
+from fer_bench.resume import read_checkpoint
 
 SCENARIO_CKPT = "scenario.ckpt"
 
@@ -60,16 +62,15 @@ def _setup(cfg: DictConfig, scenario: Scenario, run_dir: Path, splits_from: Path
 
 
 def _save(method: Continual, path: Path, extra: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    torch.save({"state_dict": method.state_dict(), "continual": method.continual_state(), **extra}, tmp)
-    tmp.replace(path)
+    atomic_save({"state_dict": method.state_dict(), "continual": method.continual_state(), **extra}, path)
 
 
 def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     """Run (or resume) one class order's scenario; returns the run directory."""
     check_config(cfg.method)
     run_dir = resume or new_run_dir(cfg)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if resume is None:  # a resume keeps the saved config (fer_bench.resume writes the values it changed)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     scenario = scenario_of(cfg)
     ckpt = run_dir / "checkpoints" / SCENARIO_CKPT
     resumed = resume is not None and ckpt.is_file()
@@ -78,7 +79,7 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     init_record.warn_if_random_init(cfg)
     rows, sizes, fit_seconds, start = [], [], 0.0, 0
     if resumed:
-        state = torch.load(ckpt, map_location="cpu", weights_only=True)
+        state = read_checkpoint(ckpt, run_dir)
         method.load_scenario_checkpoint(state)
         rows, sizes, fit_seconds, start = state["rows"], state["sizes"], state["fit_seconds"], state["step"] + 1
     result = None
@@ -95,8 +96,8 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
         rows.append(result["row"])
         sizes = result["sizes"]
         if step == 0:
-            torch.save({"backbone": method.backbone.state_dict(), "head": method.head.state_dict()},
-                       run_dir / "checkpoints" / "base.ckpt")
+            atomic_save({"backbone": method.backbone.state_dict(), "head": method.head.state_dict()},
+                        run_dir / "checkpoints" / "base.ckpt")
         _save(method, ckpt, {"step": step, "rows": rows, "sizes": sizes, "fit_seconds": fit_seconds})
         if cfg.method.stop_after is not None and step >= cfg.method.stop_after:
             return run_dir

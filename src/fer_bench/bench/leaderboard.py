@@ -1,18 +1,21 @@
 """results/leaderboard.csv (one row per run and checkpoint kind) and its markdown rendering.
 
 Appends take an exclusive file lock and replace the file atomically, so two runs finishing at once both land.
+A run's rows replace its earlier rows of the same checkpoint kind: a resumed run killed after (or during) its
+append lands once.
 """
 
 from __future__ import annotations
 
 import fcntl
-import os
-import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 import pandas as pd
+
+from fer_bench.atomic import atomic_write_text
+from fer_bench.bench.faults import fault_point
 
 LEAD_COLUMNS = ["run_id", "suite", "name", "method", "data", "seed", "ckpt", "selection", "test/acc", "test/uar",
                 "test/f1"]
@@ -35,28 +38,27 @@ def _locked(path: Path) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
 def read(results_dir: Path) -> pd.DataFrame:
     path = Path(results_dir) / "leaderboard.csv"
     return pd.read_csv(path) if path.is_file() else pd.DataFrame(columns=LEAD_COLUMNS)
 
 
 def append(results_dir: Path, rows: list[dict]) -> Path:
-    """Add rows to the leaderboard and re-render the markdown; safe under concurrent writers."""
+    """Add rows to the leaderboard (replacing rows of the same run and checkpoint kind) and re-render the
+    markdown; safe under concurrent writers."""
     results_dir = Path(results_dir)
     path = results_dir / "leaderboard.csv"
+    new = pd.DataFrame(rows)
     with _locked(path):
-        table = pd.concat([read(results_dir), pd.DataFrame(rows)], ignore_index=True)
+        table = read(results_dir)
+        again = pd.MultiIndex.from_frame(table[["run_id", "ckpt"]].astype(str)).isin(
+            pd.MultiIndex.from_frame(new[["run_id", "ckpt"]].astype(str)))
+        table = pd.concat([table[~again], new], ignore_index=True)
         ordered = LEAD_COLUMNS + sorted(c for c in table.columns if c not in LEAD_COLUMNS)
         table = table[ordered]
-        _atomic_write(path, table.to_csv(index=False))
-        _atomic_write(results_dir / "leaderboard.md", render(table))
+        atomic_write_text(path, table.to_csv(index=False))
+        fault_point("leaderboard")
+        atomic_write_text(results_dir / "leaderboard.md", render(table))
     return path
 
 

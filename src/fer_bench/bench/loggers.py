@@ -5,12 +5,14 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from lightning.pytorch.loggers import CSVLogger, Logger
+from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf
+
+from fer_bench.bench.csv_history import ContinuingCSVLogger
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(str(run_dir), name="", version="logs")]
+    loggers: list[Logger] = [ContinuingCSVLogger(str(run_dir), name="", version="logs")]  # kept over resumes
     if cfg.logger.wandb:
         from lightning.pytorch.loggers import WandbLogger
 

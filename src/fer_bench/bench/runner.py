@@ -18,9 +18,15 @@ import pandas as pd
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
+from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
+from fer_bench.atomic import atomic_write_text
 from fer_bench.bench import cross_domain, init_record, leaderboard
+from fer_bench.bench.checkpoint_io import AtomicCheckpointIO
+from fer_bench.bench.csv_history import keep_history
+from fer_bench.bench.ddp_wait import strategy_for
+from fer_bench.bench.faults import fault_callbacks
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import confusion_matrix_png
 from fer_bench.bench.provenance import provenance
@@ -30,6 +36,7 @@ from fer_bench.data.datamodule import FERDataModule
 from fer_bench.labels import class_names
 from fer_bench.methods import METHODS
 from fer_bench.methods.base import FERMethod
+from fer_bench.resume import default_checkpoint
 
 CKPT_KINDS = ("best", "last")
 
@@ -56,20 +63,22 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
                   method: FERMethod | None = None) -> pl.Trainer:
     """The Lightning trainer of ``cfg.trainer``, fitted to ``method``: methods with manual optimisation clip their
     own gradients (``FERMethod.manual_step``), and a method that freezes parameters between epochs gets DDP's
-    unused-parameter search (``FERMethod.ddp_find_unused_parameters``)."""
+    unused-parameter search (``FERMethod.ddp_find_unused_parameters``). DDP waits end after ``trainer.timeout_s``;
+    checkpoints are written atomically."""
     t = cfg.trainer
     automatic = method is None or method.automatic_optimization
     strategy = t.strategy
     if method is not None and method.ddp_find_unused_parameters and strategy in ("ddp", "ddp_spawn"):
         strategy = f"{strategy}_find_unused_parameters_true"
     return pl.Trainer(
-        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy,
+        max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy_for(t, strategy),
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
         log_every_n_steps=t.log_every_n_steps, limit_train_batches=t.limit_train_batches,
         limit_val_batches=t.limit_val_batches, limit_test_batches=t.limit_test_batches,
         gradient_clip_val=t.gradient_clip_val if automatic else None,
         enable_progress_bar=t.progress_bar, enable_model_summary=False,
-        default_root_dir=str(run_dir), logger=loggers, callbacks=callbacks, use_distributed_sampler=False,
+        default_root_dir=str(run_dir), logger=loggers, callbacks=[*callbacks, *fault_callbacks()],
+        plugins=[AtomicCheckpointIO()], use_distributed_sampler=False,
     )
 
 
@@ -89,6 +98,7 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
         CSVLogger(str(run_dir), name=report_name, version=kind)]
     trainer = build_trainer(cfg, run_dir, loggers, [], method)
     trainer.test(method, datamodule=datamodule, verbose=False)
+    trainer.strategy.barrier("test report written")  # rank 0 writes it; under torchrun the others read it
     return json.loads(method.report_path.read_text()), trainer, loggers
 
 
@@ -104,8 +114,10 @@ def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> d
     return report
 
 
-def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) -> Path:
-    """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows."""
+def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, resume_ckpt: Path | None = None) -> Path:
+    """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows.
+    ``resume``: continue that run directory (checked and recorded by ``fer_bench.resume``) from ``resume_ckpt``
+    (default: its last checkpoint; none yet: from the first epoch, splits drawn again)."""
     if cfg.method.name == "continual":  # every step is tested as the scenario goes (R); test never selects
         from fer_bench.bench import continual_runner
 
@@ -113,13 +125,17 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     targets = cross_domain.resolve_targets(cfg) if test else []  # eval_on: checked before training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = resume or new_run_dir(cfg)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
+    if resume is None:
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
+    ckpt = (resume_ckpt or default_checkpoint(run_dir)) if resume else None
     method = build_method(cfg)
     init_record.warn_if_random_init(cfg)
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
-                               splits_from=run_dir / "splits" if resume else None)
+                               splits_from=run_dir / "splits" if ckpt else None)
+    if resume and rank_zero_only.rank == 0:
+        keep_history(run_dir / "logs" / "metrics.csv", ckpt)
     loggers = build_loggers(cfg, run_dir)
     checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
                                  auto_insert_metric_name=False)
@@ -131,8 +147,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
                             method)
     started = time.time()
     try:
-        last = run_dir / "checkpoints" / "last.ckpt"
-        trainer.fit(method, datamodule=datamodule, ckpt_path=str(last) if resume and last.is_file() else None)
+        trainer.fit(method, datamodule=datamodule, ckpt_path=str(ckpt) if ckpt else None)
         fit_seconds = time.time() - started
         reports = {kind: _test(cfg, method, datamodule, run_dir, kind, loggers) for kind in CKPT_KINDS} if test else {}
     finally:
@@ -186,8 +201,8 @@ def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -
     }
 
 
-def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
-    """Train and test every seed in ``cfg.seeds``."""
+def bench(cfg: DictConfig, resume: Path | None = None, resume_ckpt: Path | None = None) -> list[Path]:
+    """Train and test every seed in ``cfg.seeds`` (a resumed run: its one seed, from ``resume_ckpt``)."""
     if cfg.method.name == "continual":  # a scenario of steps per seed (= class order): its own loop
         from fer_bench.bench import continual_runner
 
@@ -196,7 +211,7 @@ def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()
         seed_cfg.seed = int(seed)
-        run_dirs.append(train_one(seed_cfg, resume=resume))
+        run_dirs.append(train_one(seed_cfg, resume=resume, resume_ckpt=resume_ckpt))
     return run_dirs
 
 

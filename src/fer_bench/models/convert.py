@@ -18,6 +18,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_bench.atomic import atomic_save
 from fer_bench.models.multitask_net import MultitaskNet, build_multitask_net
 
 # modules resolved normally (pickle protocol 2 names builtins and copyreg by their Python 2 names)
@@ -86,5 +87,5 @@ def convert(src: str | Path, backbone: str, out: str | Path, image_size: int | N
         raise ValueError(f"{src} does not fit backbone '{backbone}': {e}") from None
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(net.state_dict(), out)
+    atomic_save(net.state_dict(), out)
     return net
