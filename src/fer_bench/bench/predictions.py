@@ -113,7 +113,8 @@ def _group_key(row) -> str:
     return f"{row['suite'] + '/' if row['suite'] else ''}{row['name']}@{row['data']}"
 
 
-def _run_dir(row: pd.Series, runs_dir: Path) -> Path:
+def run_dir_of(row: pd.Series, runs_dir: Path) -> Path:
+    """A leaderboard row's run directory: its ``run_dir`` column, else ``<runs>/<run_id>``."""
     candidates = [Path(str(row["run_dir"]))] if isinstance(row.get("run_dir"), str) else []
     candidates.append(Path(runs_dir) / str(row["run_id"]))
     hit = next((c for c in candidates if c.is_dir()), None)
@@ -151,7 +152,7 @@ def resolve(arg: str, table: pd.DataFrame, runs_dir: Path, ckpt: str, data: str 
         raise ValueError(f"{arg!r} matches {len(keys)} leaderboard groups ({', '.join(keys)}); name one as "
                          "SUITE/NAME@DATA, or give suite= / data=")
     rows = rows.drop_duplicates("run_id").sort_values("seed")
-    return sel.name, [_run_dir(r, runs_dir) for _, r in rows.iterrows()], rows["seed"].tolist()
+    return sel.name, [run_dir_of(r, runs_dir) for _, r in rows.iterrows()], rows["seed"].tolist()
 
 
 # ---------------------------------------------------------------------------------- record columns by id
