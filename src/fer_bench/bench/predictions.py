@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from fer_bench.bench import leaderboard
-from fer_bench.bench.provenance import test_split_hash
+from fer_bench.bench.provenance import hash_of_test_split
 
 REQUIRED = ("id", "target", "pred")
 
@@ -64,7 +64,7 @@ def _num_classes(frame: pd.DataFrame) -> int:
 def side(label: str, run_dirs: list[Path], ckpt: str, seeds: list | None = None) -> Side:
     """The predictions of one group's runs (seeds), checked to cover the same test images with the same targets."""
     frames = [read_predictions(prediction_file(d, ckpt)) for d in run_dirs]
-    hashes = [test_split_hash(Path(d) / "splits") for d in run_dirs]
+    hashes = [hash_of_test_split(Path(d) / "splits") for d in run_dirs]
     first = frames[0]
     for d, frame, h in zip(run_dirs[1:], frames[1:], hashes[1:], strict=True):
         if h != hashes[0] or not frame["id"].equals(first["id"]):
@@ -127,8 +127,9 @@ def run_dir_of(row: pd.Series, runs_dir: Path) -> Path:
 def named_table(results_dir: Path) -> pd.DataFrame:
     """The leaderboard with empty suites as '' and missing run names filled with the method key."""
     table = leaderboard.read(results_dir)
-    return table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
-                        name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
+    empty = pd.Series(index=table.index, dtype=object)
+    return table.assign(suite=table.get("suite", empty).astype(object).fillna(""),
+                        name=table.get("name", empty).astype(object).fillna(table["method"]))
 
 
 def resolve(arg: str, table: pd.DataFrame, runs_dir: Path, ckpt: str, data: str | None = None,

@@ -59,7 +59,7 @@ def splits_hash(splits_dir: Path) -> str:
     return _sha("".join(f"{name}\t{p}\n" for name, items in lists.items() for p in items)) if lists else ""
 
 
-def test_split_hash(splits_dir: Path) -> str:
+def hash_of_test_split(splits_dir: Path) -> str:
     """Hash of the test images alone (in any order): runs with equal values can be compared image by image."""
     test = _relative_lists(splits_dir).get("test", [])
     return _sha("".join(f"{p}\n" for p in sorted(test))) if test else ""
@@ -91,5 +91,5 @@ def provenance(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
     """The provenance columns of a run's leaderboard rows."""
     return {"data_card": cfg.data.name, "image_variant": image_variant(cfg),
             "splits_hash": splits_hash(Path(run_dir) / "splits"),
-            "test_split_hash": test_split_hash(Path(run_dir) / "splits"), "code_version": code_version(),
+            "test_split_hash": hash_of_test_split(Path(run_dir) / "splits"), "code_version": code_version(),
             "config_hash": config_hash(cfg)}
