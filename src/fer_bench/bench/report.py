@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_bench.bench import leaderboard, report_statistics
+from fer_bench.bench import leaderboard, predictions, report_statistics
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png, heatmap_png
 
 GROUP = ["suite", "name", "data"]
@@ -72,11 +72,9 @@ def _link(path: Path, out: Path) -> str:
 
 
 def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | None = None) -> Report:
-    table = leaderboard.read(results_dir)
+    table = predictions.named_table(results_dir)
     if table.empty:
         raise FileNotFoundError(f"{results_dir / 'leaderboard.csv'} has no rows: run fer-bench bench first")
-    table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
-                         name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     plots_dir = out.parent / f"{out.stem}_plots"
     report = Report("", {"leaderboard": leaderboard.summary(table)})
     per_class, domains, sections, run_links, missing = {}, {}, {"confusion": [], "continual": []}, [], []
