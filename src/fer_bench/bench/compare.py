@@ -28,7 +28,6 @@ from itertools import combinations
 import numpy as np
 import pandas as pd
 from scipy import optimize, stats
-from statsmodels.stats.multitest import multipletests
 
 from fer_bench.bench import resampling
 from fer_bench.bench.predictions import Side, check_same_test_set
@@ -78,23 +77,22 @@ def compare_pair(a: Side, b: Side, resamples: int = 2000, seed: int = 0) -> list
     target, n, classes = a.target, len(a.target), max(a.num_classes, b.num_classes)
     weights = resampling.resample_counts(n, resamples, seed)
     ones = np.ones((1, n), dtype=np.float32)
-    boot = {s.label: resampling.seed_mean(weights, target, s.preds, classes) for s in (a, b)}
-    per_seed = {s.label: [resampling.metrics(ones, target, p, classes) for p in s.preds] for s in (a, b)}
+    boot_a, boot_b = (resampling.seed_mean(weights, target, s.preds, classes) for s in (a, b))
+    seeds_a, seeds_b = ([resampling.metrics(ones, target, p, classes) for p in s.preds] for s in (a, b))
     pairs = _seed_pairs(a, b)
     tests = [mcnemar_exact(a.preds[i] == target, b.preds[j] == target) for i, j in pairs]
     rows = []
     for metric in resampling.METRICS:
-        va = float(np.mean([m[metric][0] for m in per_seed[a.label]]))
-        vb = float(np.mean([m[metric][0] for m in per_seed[b.label]]))
+        per_seed_a, per_seed_b = [m[metric][0] for m in seeds_a], [m[metric][0] for m in seeds_b]
+        va, vb = float(np.mean(per_seed_a)), float(np.mean(per_seed_b))
         diff = va - vb
-        draws = boot[a.label][metric] - boot[b.label][metric]
+        draws = boot_a[metric] - boot_b[metric]
         lo, hi = np.percentile(draws, [2.5, 97.5])
         row = {"a": a.label, "b": b.label, "metric": metric, "n": n, "seeds_a": len(a.preds),
                "seeds_b": len(b.preds), "a_value": va, "b_value": vb, "diff": diff, "ci_lo": float(lo),
                "ci_hi": float(hi), "resamples": resamples,
                "p_bootstrap": float((1 + np.sum(np.abs(draws - diff) >= abs(diff) - 1e-12)) / (1 + resamples)),
-               "p_seeds_welch": _welch([m[metric][0] for m in per_seed[a.label]],
-                                       [m[metric][0] for m in per_seed[b.label]])}
+               "p_seeds_welch": _welch(per_seed_a, per_seed_b)}
         if metric == "acc":
             b_only, c_only, p = max(tests, key=lambda t: t[2])
             row |= {"mcnemar_a_only": b_only, "mcnemar_b_only": c_only, "p_mcnemar": p,
@@ -123,12 +121,14 @@ def verdict(row: pd.Series, alpha: float = ALPHA) -> str:
             f"{_fmt_p(row['p_holm'])}{seeds}")
 
 
-def _holm(p: pd.Series) -> pd.Series:
-    ok = p.notna()
-    adjusted = pd.Series(np.nan, index=p.index)
-    if ok.any():
-        adjusted[ok] = multipletests(p[ok].to_numpy(), method="holm")[1]
-    return adjusted
+def holm(p: pd.Series) -> pd.Series:
+    """Holm's step-down adjusted p-values (Holm 1979); NaN stays NaN and is not counted."""
+    ok = p.dropna()
+    order = np.argsort(ok.to_numpy(), kind="stable")
+    ranked = ok.to_numpy()[order] * (len(ok) - np.arange(len(ok)))
+    adjusted = np.empty(len(ok))
+    adjusted[order] = np.minimum(1.0, np.maximum.accumulate(ranked))
+    return pd.Series(adjusted, index=ok.index).reindex(p.index)
 
 
 def compare(sides: list[Side], resamples: int = 2000, seed: int = 0, alpha: float = ALPHA) -> pd.DataFrame:
@@ -138,8 +138,8 @@ def compare(sides: list[Side], resamples: int = 2000, seed: int = 0, alpha: floa
     for a, b in combinations(sides, 2):
         check_same_test_set(a, b)
     table = pd.DataFrame([row for a, b in combinations(sides, 2) for row in compare_pair(a, b, resamples, seed)])
-    table["p_holm"] = table.groupby("metric")["p"].transform(_holm)
-    table["p_seeds_holm"] = table.groupby("metric")["p_seeds_welch"].transform(_holm)
+    table["p_holm"] = table.groupby("metric")["p"].transform(holm)
+    table["p_seeds_holm"] = table.groupby("metric")["p_seeds_welch"].transform(holm)
     table["verdict"] = [verdict(row, alpha) for _, row in table.iterrows()]
     return table
 

@@ -17,8 +17,8 @@ METRICS = ("acc", "uar", "f1")
 def resample_counts(n: int, resamples: int, seed: int) -> np.ndarray:
     """``(resamples, n)`` float32 counts of ``n`` items drawn with replacement ``n`` times per resample (seeded)."""
     rng = np.random.default_rng(seed)
-    draws = rng.integers(0, n, size=(resamples, n))
-    flat = (draws + (np.arange(resamples) * n)[:, None]).ravel()
+    draws = rng.integers(0, n, size=(resamples, n), dtype=np.int32)
+    flat = (draws + (np.arange(resamples, dtype=np.int64) * n)[:, None]).ravel()
     return np.bincount(flat, minlength=resamples * n).reshape(resamples, n).astype(np.float32)
 
 
