@@ -69,6 +69,7 @@ def test_mcnemar_p_equals_statsmodels_exact_test_on_a_known_table():
     assert p == pytest.approx(0.03515625, rel=1e-9)  # 2 * P(Binomial(15, 1/2) <= 3)
 
 
+@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
 def test_resampled_metrics_equal_scikit_learn_on_the_drawn_images():
     rng = np.random.default_rng(1)
     target = rng.integers(0, C, 300)
@@ -252,3 +253,19 @@ def test_a_trained_model_beats_one_trained_for_one_step_on_synthetic_faces(tmp_p
     assert acc["diff"] == pytest.approx(expected, abs=1e-6)  # the kept predictions give the leaderboard's values
     assert acc["p_mcnemar"] < 0.01 and acc["ci_lo"] > 0
     assert "trained > one_step: +" in capsys.readouterr().out
+
+
+def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsys):
+    results = _suite_over_domains(tmp_path, ["lab", "wild", "film"])
+    out = results / "by_domain"
+    assert cli.main(["compare", "qcs", "clip", "group_by=domain", "bootstrap=300", f"results={results}",
+                     f"runs={tmp_path / 'runs'}", f"out={out}"]) == 0
+    table = pd.read_csv(out.with_suffix(".csv"))
+    within = table[table["domain"] != "(all)"].set_index("domain")
+    assert sorted(within.index) == ["film", "lab", "wild"] and (within["metric"] == "acc").all()
+    frames = {n: pd.read_parquet(tmp_path / "runs" / f"{n}-s0" / "predictions_best.parquet") for n in ("qcs", "clip")}
+    for domain, got in within.iterrows():
+        acc = {n: f[f["domain"] == domain].eval("target == pred").mean() for n, f in frames.items()}
+        assert got["diff"] == pytest.approx(acc["qcs"] - acc["clip"])
+    text = capsys.readouterr().out
+    assert "**qcs** by `domain`" in text and "- domain = wild: qcs > clip: +" in text
