@@ -237,11 +237,11 @@ def test_a_trained_model_beats_one_trained_for_one_step_on_synthetic_faces(tmp_p
     from fer_bench.bench import runner
     from fer_bench.config import build_config
 
-    tiny = ["profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=2", "data.synth.size=48",
-            "data.synth.difficulty=easy", "data.image_size=48", "data.num_workers=0", "data.batch_size=16",
+    tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
+            "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
             "trainer.progress_bar=false", "logger.wandb=false", f"runs_dir={tmp_path / 'runs'}",
             f"results_dir={tmp_path / 'results'}"]
-    for name, steps in (("trained", ["trainer.max_epochs=8"]),
+    for name, steps in (("trained", ["trainer.max_epochs=12"]),
                         ("one_step", ["trainer.max_epochs=1", "trainer.limit_train_batches=1"])):
         write_predictions(runner.train_one(build_config([*tiny, *steps, f"run_name={name}"])))
     out = tmp_path / "results" / "trained_vs_one_step"
