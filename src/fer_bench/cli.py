@@ -20,8 +20,11 @@ verbs:
   bench  resume=RUN_DIR [key=value ...]    continue a killed run from its last checkpoint, then test it; only
                                            topology values may change (trainer.devices=, trainer.num_nodes=, ...);
                                            [resume.ckpt=best|FILE] [resume.allow_recipe_change=true]
-  report [results=results] [runs=runs] [out=results/report.md]
+  report [results=results] [runs=runs] [out=results/report.md] [group_by=COL]
                                            markdown report: leaderboard, per-class accuracy, plots (and W&B)
+  compare A B [C ...] [ckpt=best] [suite=S] [data=D] [group_by=COL] [bootstrap=2000] [seed=0] [out=STEM]
+                                           paired tests of groups on the same test images (A: a run directory
+                                           or [SUITE/]NAME[@DATA] of the leaderboard) -> results/compare_*.csv/md
   sweep  --local FILE.yaml [count=N] [seed=0] [out=DIR] [key=value ...]
                                            run a W&B sweep file without a server, rank the trials
   sweep  FILE.yaml [count=N] [project=P] [entity=E]
@@ -331,22 +334,38 @@ def cmd_sweep(args: list[str]) -> None:
 
 def cmd_report(args: list[str]) -> None:
     a = _verb_args(args, "fer-bench report [results=results] [runs=runs] [out=<results>/report.md] "
-                   "[logger.wandb=true|false] [logger.project=fer-bench]", (),
-                   {"results": "results", "runs": "runs", "out": "", "logger.wandb": "true",
+                   "[group_by=COL] [logger.wandb=true|false] [logger.project=fer-bench]", (),
+                   {"results": "results", "runs": "runs", "out": "", "group_by": "", "logger.wandb": "true",
                     "logger.project": "fer-bench"})
     from fer_bench.bench import report
 
     out = Path(a["out"]) if a["out"] else Path(a["results"]) / "report.md"
-    written = report.write_report(Path(a["results"]), Path(a["runs"]), out)
+    written = report.write_report(Path(a["results"]), Path(a["runs"]), out, a["group_by"] or None)
     if a["logger.wandb"].lower() == "true":
         report.log_to_wandb(written, a["logger.project"], out.parent)
     print(f"report: {out} ({len(written.images)} pictures in {out.parent / (out.stem + '_plots')})")
 
 
+def cmd_compare(args: list[str]) -> None:
+    usage = ("fer-bench compare A B [C ...] [ckpt=best] [suite=S] [data=D] [group_by=COL] [bootstrap=2000] [seed=0] "
+             "[results=results] [runs=runs] [out=STEM]  (A: a run directory or [SUITE/]NAME[@DATA])")
+    groups = [x for x in args if "=" not in x]
+    if len(groups) < 2:
+        raise ConfigError(f"compare needs at least two groups\nusage: {usage}")
+    keys = _verb_args([x for x in args if "=" in x], usage, (),
+                      {"ckpt": "best", "suite": "", "data": "", "group_by": "", "bootstrap": "2000", "seed": "0",
+                       "results": "results", "runs": "runs", "out": ""})
+    from fer_bench.bench import compare_run
+
+    csv_path, md_path, text = compare_run.run(groups, keys)
+    print(text)
+    print(f"comparison: {csv_path} and {md_path}")
+
+
 VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
          "export": cmd_export,
          "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
-         "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report}
+         "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -122,6 +122,7 @@ class DataConfig:
     fold: int = 0
     cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
     request: str = ""
+    group_columns: list[str] = field(default_factory=list)  # extra record columns kept for group_by (csv reader)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     csv: CsvOptions = field(default_factory=CsvOptions)
     ferplus: FerplusOptions = field(default_factory=FerplusOptions)

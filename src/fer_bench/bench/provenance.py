@@ -4,6 +4,7 @@
   images) or, for the synthetic faces, a hash of the ``data.synth`` spec that rendered them.
 - ``splits_hash``: hash of the train/val/test id lists the run wrote to ``<run>/splits/``, paths taken relative to
   their common folder, so the same split on another machine (another cache or data root) hashes the same.
+- ``test_split_hash``: the same over the test list alone; paired comparisons (``bench.compare``) need it equal.
 - ``code_version``: package version, then ``@<git commit>`` when the package runs from a git checkout, ``+dirty``
   when tracked files differ from that commit.
 - ``config_hash``: hash of the resolved config without the seed, output folders, run label and logger settings:
@@ -42,14 +43,26 @@ def config_hash(cfg: DictConfig) -> str:
     return _sha(OmegaConf.to_yaml(OmegaConf.create(recipe)))
 
 
-def splits_hash(splits_dir: Path) -> str:
+def _relative_lists(splits_dir: Path) -> dict[str, list[str]]:
+    """Each split's paths relative to the folder common to all of them."""
     lists = {name: (Path(splits_dir) / f"{name}.txt").read_text().splitlines() for name in SPLITS
              if (Path(splits_dir) / f"{name}.txt").is_file()}
     paths = [p for items in lists.values() for p in items]
     if not paths:
-        return ""
+        return {}
     root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
-    return _sha("".join(f"{name}\t{os.path.relpath(p, root)}\n" for name, items in lists.items() for p in items))
+    return {name: [os.path.relpath(p, root) for p in items] for name, items in lists.items()}
+
+
+def splits_hash(splits_dir: Path) -> str:
+    lists = _relative_lists(splits_dir)
+    return _sha("".join(f"{name}\t{p}\n" for name, items in lists.items() for p in items)) if lists else ""
+
+
+def hash_of_test_split(splits_dir: Path) -> str:
+    """Hash of the test images alone (in any order): runs with equal values can be compared image by image."""
+    test = _relative_lists(splits_dir).get("test", [])
+    return _sha("".join(f"{p}\n" for p in sorted(test))) if test else ""
 
 
 def image_variant(cfg: DictConfig) -> str:
@@ -77,5 +90,6 @@ def code_version() -> str:
 def provenance(cfg: DictConfig, run_dir: Path) -> dict[str, str]:
     """The provenance columns of a run's leaderboard rows."""
     return {"data_card": cfg.data.name, "image_variant": image_variant(cfg),
-            "splits_hash": splits_hash(Path(run_dir) / "splits"), "code_version": code_version(),
+            "splits_hash": splits_hash(Path(run_dir) / "splits"),
+            "test_split_hash": hash_of_test_split(Path(run_dir) / "splits"), "code_version": code_version(),
             "config_hash": config_hash(cfg)}

@@ -2,7 +2,9 @@
 
 Sections: the leaderboard summary (mean ± std over seeds, provenance line), per-class test accuracy, cross-domain
 accuracy (``xdom/<set>/acc`` columns), confusion matrices summed over seeds, continual accuracy matrices averaged
-over class orders, the domain matrices ``results/xdom_*.png``, and links to every PNG the runs wrote in
+over class orders, the domain matrices ``results/xdom_*.png``, paired comparisons, ranks with a critical-difference
+diagram and (``group_by=<column>``) per-group results from the kept predictions (``bench.report_statistics``),
+and links to every PNG the runs wrote in
 ``plots/``. Whatever a run lacks (no per-class report, no continual matrix, a deleted run directory) is left out
 and listed, never an error. Groups are the leaderboard's
 (suite, run name, data set); tables and pictures use the val-selected (``best``) checkpoint, or ``final`` for
@@ -21,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_bench.bench import leaderboard
+from fer_bench.bench import leaderboard, predictions, report_statistics
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png, heatmap_png
 
 GROUP = ["suite", "name", "data"]
@@ -69,12 +71,10 @@ def _link(path: Path, out: Path) -> str:
     return os.path.relpath(path, out.parent)
 
 
-def build_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
-    table = leaderboard.read(results_dir)
+def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | None = None) -> Report:
+    table = predictions.named_table(results_dir)
     if table.empty:
         raise FileNotFoundError(f"{results_dir / 'leaderboard.csv'} has no rows: run fer-bench bench first")
-    table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
-                         name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     plots_dir = out.parent / f"{out.stem}_plots"
     report = Report("", {"leaderboard": leaderboard.summary(table)})
     per_class, domains, sections, run_links, missing = {}, {}, {"confusion": [], "continual": []}, [], []
@@ -136,6 +136,12 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
     if domain_pngs:
         parts += ["## Domain matrices (rows: training set, columns: test set)\n",
                   "\n\n".join(f"![{p.stem}]({_link(p, out)})" for p in domain_pngs), ""]
+    statistics = report_statistics.build(table, runs_dir, Path(results_dir), out, _selected, group_by)
+    parts += statistics.parts
+    report.tables |= statistics.tables
+    report.images |= statistics.images
+    if statistics.notes:
+        parts += ["### Left out of the statistics\n", "\n".join(f"- {n}" for n in statistics.notes), ""]
     if run_links:
         parts += ["## Plots of each run\n", "\n".join(run_links), ""]
     if missing:
@@ -145,8 +151,8 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
     return report
 
 
-def write_report(results_dir: Path, runs_dir: Path, out: Path) -> Report:
-    report = build_report(results_dir, runs_dir, out)
+def write_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | None = None) -> Report:
+    report = build_report(results_dir, runs_dir, out, group_by)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(report.markdown)
     return report

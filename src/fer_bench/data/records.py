@@ -2,8 +2,9 @@
 
 Columns (DESIGN.md): ``path, expression, compound, valence, arousal, au*, intensity, subject, split, domain``.
 ``expression`` and ``compound`` hold canonical ids (nullable integers); a dataset lacks what it does not have.
-Optional: ``prob<id>`` (a label distribution over canonical expression ids, FERPlus ``probability`` mode) and
-``source`` (the annotation ``file:line`` a row came from, used to name bad input).
+Optional: ``prob<id>`` (a label distribution over canonical expression ids, FERPlus ``probability`` mode),
+``source`` (the annotation ``file:line`` a row came from, used to name bad input) and attribute columns for
+per-group results (``ATTRIBUTE_COLUMNS`` a reader provides, plus those named in ``data.group_columns``), as text.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ REQUIRED_COLUMNS = ("path", "expression", "compound", "subject", "split", "domai
 PROB_COLUMNS = tuple(f"prob{i}" for i in range(len(EXPRESSIONS)))
 FLOAT_COLUMNS = ("valence", "arousal", "intensity", *AU_COLUMNS, *PROB_COLUMNS)
 SPLITS = ("train", "val", "test")
+# Attributes of the person shown, kept as text when a reader provides them (RAF-DB's manual annotation, the
+# synthetic faces' skin tone).
+ATTRIBUTE_COLUMNS = ("gender", "race", "age_group", "skin_tone")
 # Decompression-bomb guard: images whose header declares more pixels are refused before any decoding.
 MAX_IMAGE_PIXELS = 8192 * 8192
 # What a complete file of these formats ends with (checked on its last bytes, padding stripped).
@@ -76,8 +80,9 @@ class Problems:
         return pd.DataFrame(list(self.dropped.items()), columns=["reason", "count"])
 
 
-def normalise(df: pd.DataFrame) -> pd.DataFrame:
-    """Give a reader's table the canonical column set and dtypes."""
+def normalise(df: pd.DataFrame, keep: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Give a reader's table the canonical column set and dtypes; ``keep`` names extra columns kept as text
+    (``ATTRIBUTE_COLUMNS`` always are, when present)."""
     out = df.copy()
     if "path" not in out:
         out["path"] = pd.Series(dtype=str)
@@ -90,6 +95,10 @@ def normalise(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = out[col].astype("float64")
     out["path"] = out["path"].astype(str)
     ordered = [*REQUIRED_COLUMNS, *[c for c in FLOAT_COLUMNS if c in out]]
+    for col in dict.fromkeys((*ATTRIBUTE_COLUMNS, *keep)):
+        if col in out and col not in ordered:
+            out[col] = out[col].astype("string")
+            ordered.append(col)
     if "source" in out:
         out["source"] = out["source"].astype("string")
         ordered.append("source")

@@ -162,6 +162,8 @@ def class_list(classes: str) -> list[FaceClass]:
 
 SKIN_TONES = ((250, 222, 198), (240, 200, 170), (226, 178, 140), (200, 146, 106), (165, 112, 78),
               (120, 80, 56), (92, 62, 44), (236, 192, 160))
+# Lightness group of each SKIN_TONES entry (by its luminance), the ``skin_tone`` record column.
+SKIN_TONE_NAMES = ("light", "light", "medium", "medium", "dark", "dark", "dark", "light")
 HAIR_COLOURS = ((28, 22, 20), (62, 42, 30), (110, 72, 42), (190, 150, 95), (150, 148, 145), (120, 48, 28))
 IRIS_COLOURS = ((60, 40, 25), (90, 60, 35), (70, 110, 150), (80, 110, 70), (40, 30, 25))
 
@@ -192,6 +194,7 @@ class Subject:
     lip: tuple[float, float, float]
     iris: tuple[float, float, float]
     cloth: tuple[float, float, float]
+    skin_tone: str  # the SKIN_TONE_NAMES group of the palette entry ``skin`` was drawn from
 
 
 @dataclass
@@ -207,16 +210,20 @@ class FaceParams:
         return float(self.aus[AU_INDEX[au]])
 
 
+def _jittered(rng: np.random.Generator, base, spread: float) -> tuple[float, float, float]:
+    return tuple(np.clip(np.asarray(base, dtype=float) + rng.uniform(-spread, spread, 3), 0, 255).tolist())
+
+
 def _colour(rng: np.random.Generator, palette, spread: float) -> tuple[float, float, float]:
-    base = np.asarray(palette[rng.integers(len(palette))], dtype=float)
-    return tuple(np.clip(base + rng.uniform(-spread, spread, 3), 0, 255).tolist())
+    return _jittered(rng, palette[rng.integers(len(palette))], spread)
 
 
 def make_subject(seed: int, subject_id: int) -> Subject:
     """The identity ``subject_id`` of data sets with this seed."""
     rng = np.random.default_rng([seed, 1, subject_id])
     u = rng.uniform
-    skin = _colour(rng, SKIN_TONES, 10)
+    tone = int(rng.integers(len(SKIN_TONES)))
+    skin = _jittered(rng, SKIN_TONES[tone], 10)
     lip = tuple(np.clip(np.array(skin) * (0.82, 0.55, 0.55) + u(-10, 10, 3), 0, 255).tolist())
     return Subject(
         face_w=u(0.9, 1.02), face_h=u(1.2, 1.34), eye_dx=u(0.36, 0.43), eye_y=u(-0.3, -0.22),
@@ -225,7 +232,7 @@ def make_subject(seed: int, subject_id: int) -> Subject:
         mouth_w=u(0.27, 0.33), lip_t=u(0.06, 0.075), mouth_curve=u(-0.015, 0.015),
         hair_style=int(rng.integers(4)), hairline=u(-0.9, -0.78),
         skin=skin, hair=_colour(rng, HAIR_COLOURS, 12), lip=lip, iris=_colour(rng, IRIS_COLOURS, 15),
-        cloth=tuple(u(30, 220, 3).tolist()),
+        cloth=tuple(u(30, 220, 3).tolist()), skin_tone=SKIN_TONE_NAMES[tone],
     )
 
 
@@ -697,6 +704,11 @@ def render_face(
 
 
 # -------------------------------------------------------------------------------------- data sets
+
+
+def skin_tones(seed: int, subject_ids) -> list[str]:
+    """The skin-tone group (light, medium, dark) of each subject of data sets with this seed."""
+    return [make_subject(seed, int(sid)).skin_tone for sid in subject_ids]
 
 
 def split_of_subjects(spec: SynthSpec) -> dict[int, str]:

@@ -96,7 +96,13 @@ def read_records(data_cfg, problems: Problems | None = None) -> tuple[pd.DataFra
         raise DataError(f"unknown reader '{data_cfg.reader}' in data card '{data_cfg.name}'; known: {known}")
     problems = problems if problems is not None else Problems(data_cfg.on_error)
     root = dataset_root(data_cfg)
-    records = check_files(drop_duplicates(normalise(_read(root, data_cfg, problems)), problems), problems)
+    group_columns = tuple(data_cfg.get("group_columns") or ())
+    table = _read(root, data_cfg, problems)
+    absent = [c for c in group_columns if c not in table]
+    if absent:
+        raise DataError(f"data.group_columns={list(group_columns)}: data set '{data_cfg.name}' has no column "
+                        f"{', '.join(absent)}; its columns are {', '.join(table.columns)}")
+    records = check_files(drop_duplicates(normalise(table, group_columns), problems), problems)
     problems.settle(data_cfg.name)
     problems.log_dropped(data_cfg.name)
     if records.empty:

@@ -1,5 +1,7 @@
 """A CSV file with one row per image: a path column, a label column (class name or canonical id) and optional
-``valence, arousal, au*, intensity, subject, split, domain`` columns. Paths are relative to ``data.root``."""
+``valence, arousal, au*, intensity, subject, split, domain`` columns. Paths are relative to ``data.root``.
+Columns named in ``data.group_columns`` (e.g. ``age, gender, race`` of the FG 2024 fair affect-analysis
+protocol's annotation files ``name, expression, age, gender, race``) are kept as text for per-group results."""
 
 from __future__ import annotations
 
@@ -25,14 +27,16 @@ def _parse_label(cell, parse_name, size: int) -> int | None:
     return parse_name(text)
 
 
-def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    """Records of ``root/<data.csv.file>``."""
+def read(root: Path, data_cfg, problems: Problems, group_columns: list[str] | None = None) -> pd.DataFrame:
+    """Records of ``root/<data.csv.file>``; ``group_columns`` defaults to ``data.group_columns``."""
     options = data_cfg.csv
     file = root / options.file
     if not file.is_file():
         raise FileNotFoundError(f"label file {file} not found (set data.csv.file)")
     table = pd.read_csv(file, dtype=str, keep_default_na=False)
-    for col in (options.path_column, options.label_column):
+    if group_columns is None:
+        group_columns = list(data_cfg.get("group_columns") or ())
+    for col in (options.path_column, options.label_column, *group_columns):
         if col not in table.columns:
             raise ValueError(f"{file}: no column '{col}'; columns are {', '.join(table.columns)}")
     rows = []
@@ -50,6 +54,7 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
             for col in OPTIONAL_COLUMNS:
                 if col in table.columns and row[col] != "":
                     record[col] = float(row[col]) if col in FLOAT_COLUMNS else row[col]
+            record.update({col: row[col] if row[col] != "" else pd.NA for col in group_columns})
         except (KeyError, ValueError) as e:
             problems.add(line, str(e).strip("'\""))
             continue

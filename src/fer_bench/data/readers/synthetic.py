@@ -1,5 +1,5 @@
 """The built-in synthetic faces: generated once into a cache folder keyed by their parameters, then read
-through the ``csv`` reader exactly like a real data set on disk."""
+through the ``csv`` reader exactly like a real data set on disk, plus each subject's ``skin_tone`` group."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 from fer_bench.data.readers import csv
 from fer_bench.data.records import Problems
-from fer_bench.data.synthetic import SynthSpec, ensure_cached
+from fer_bench.data.synthetic import SynthSpec, ensure_cached, skin_tones
 
 
 def dataset_folder(data_cfg) -> Path:
@@ -20,4 +20,10 @@ def dataset_folder(data_cfg) -> Path:
 
 
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    return csv.read(root, data_cfg, problems)
+    group_columns = [c for c in data_cfg.get("group_columns") or () if c != "skin_tone"]
+    records = csv.read(root, data_cfg, problems, group_columns)
+    if records.empty:
+        return records
+    subjects = records["subject"].astype(int)
+    tone = dict(zip(subjects.unique(), skin_tones(data_cfg.synth.seed, subjects.unique()), strict=True))
+    return records.assign(skin_tone=subjects.map(tone))
