@@ -123,12 +123,17 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """A timm model name; ``weights`` is a local state_dict file loaded after construction."""
+    """A timm model name; ``weights`` is a local state_dict file loaded after construction. ``input_size``,
+    ``mean``, ``std``: the input recipe; null = from converted weights' metadata, else the backbone's own config
+    (models/preprocessing.py); a run's config.yaml holds the resolved values."""
 
     name: str = "resnet18"
     pretrained: bool = False
     weights: str | None = None
     drop_rate: float = 0.0
+    input_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
 
 @dataclass
@@ -414,6 +419,7 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    _check_backbone_input(cfg.backbone)
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
@@ -421,6 +427,16 @@ def _check_values(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve config: {e}") from None
+
+
+def _check_backbone_input(b: DictConfig) -> None:
+    if b.input_size is not None and b.input_size < 1:
+        raise ConfigError(f"config key 'backbone.input_size' = {b.input_size}; must be a positive number of pixels")
+    for key in ("mean", "std"):
+        value = b[key]
+        if value is not None and (len(value) != 3 or (key == "std" and min(value) <= 0)):
+            raise ConfigError(f"config key 'backbone.{key}' = {list(value)}; give 3 RGB values"
+                              + (", all > 0" if key == "std" else ""))
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

@@ -69,12 +69,12 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     """Run (or resume) one class order's scenario; returns the run directory."""
     check_config(cfg.method)
     run_dir = resume or new_run_dir(cfg)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
     scenario = scenario_of(cfg)
     ckpt = run_dir / "checkpoints" / SCENARIO_CKPT
     resumed = resume is not None and ckpt.is_file()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the initial weights
     method, dm = _setup(cfg, scenario, run_dir, run_dir / "splits" if resumed else None)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))  # after the method: it records resolved values (backbone.*)
     rows, sizes, fit_seconds, start = [], [], 0.0, 0
     if resumed:
         state = torch.load(ckpt, map_location="cpu", weights_only=True)

@@ -113,8 +113,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
     targets = cross_domain.resolve_targets(cfg) if test else []  # eval_on: checked before training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = resume or new_run_dir(cfg)
-    (run_dir / "config.yaml").write_text(to_yaml(cfg))
     method = build_method(cfg)
+    (run_dir / "config.yaml").write_text(to_yaml(cfg))  # after the method: it records resolved values (backbone.*)
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
