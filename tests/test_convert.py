@@ -21,6 +21,8 @@ from fer_bench import labels as L
 from fer_bench.bench.inference import load_weights_model
 from fer_bench.bench.predict import image_batch
 from fer_bench.config import build_config
+from fer_bench.data.records import read_rgb
+from fer_bench.data.transforms import eval_transform
 from fer_bench.models import convert, mobilefacenet, weights_file
 from fer_bench.models.multitask_net import build_from_config, build_multitask_net, load_net_weights
 
@@ -139,10 +141,10 @@ def test_expression_only_b2_converts_and_predicts_8_probabilities_without_va(tmp
     table = pd.read_csv(preds)
     assert list(table.filter(like="prob_").columns) == [f"prob_{c}" for c in L.class_names("basic8")]
     assert not {"valence", "arousal"} & set(table.columns)
-    # the source model's softmax on the same preprocessed input, its rows in fer-bench order
-    model = load_weights_model(out)
-    images = image_batch(model, table["path"].tolist())
-    assert images.shape[-1] == 64
+    # the source model's softmax on the same input, preprocessed as the metadata says, rows in fer-bench order
+    transform = eval_transform(64, meta["mean"], meta["std"])
+    images = torch.stack([torch.from_numpy(transform(image=read_rgb(p))["image"].transpose(2, 0, 1).copy())
+                          for p in table["path"]])
     with torch.no_grad():
         expected = torch.softmax(old(images), dim=1)[:, HSE8_ROWS].numpy()
     assert np.abs(table.filter(like="prob_").to_numpy() - expected).max() < 1e-5

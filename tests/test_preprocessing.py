@@ -97,8 +97,11 @@ def test_bad_values_are_named():
         build_config(["backbone.mean=[0.5,0.5]"])
     with pytest.raises(ConfigError, match="backbone.input_size' = 0"):
         build_config(["backbone.input_size=0"])
+    with pytest.raises(ConfigError, match="backbone.mean: method=qcs has its own input recipe"):
+        build_config(["method=qcs", "backbone.mean=[0.5,0.5,0.5]"])
 
 
+@pytest.mark.slow  # one ONNX export (torch.export)
 def test_onnx_export_of_a_converted_model_carries_its_recipe(tmp_path):
     torch.manual_seed(1)
     old = timm.create_model("test_efficientnet", num_classes=8).eval()  # an expression-only layout

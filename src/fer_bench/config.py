@@ -219,6 +219,9 @@ TRAINER_PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
+# Methods whose input size and normalisation come from backbone.input_size/mean/std (models/preprocessing.py).
+BACKBONE_INPUT_METHODS = ("baseline", "continual", "multitask")
+
 # Keys that pick files rather than set values; they are pulled from the command line before merging.
 SELECTOR_KEYS = ("method", "data", "profile")
 
@@ -419,7 +422,7 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
-    _check_backbone_input(cfg.backbone)
+    _check_backbone_input(cfg)
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
@@ -429,7 +432,12 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"cannot resolve config: {e}") from None
 
 
-def _check_backbone_input(b: DictConfig) -> None:
+def _check_backbone_input(cfg: DictConfig) -> None:
+    b = cfg.backbone
+    given = [k for k in ("input_size", "mean", "std") if b[k] is not None]
+    if given and cfg.method.name not in BACKBONE_INPUT_METHODS:
+        raise ConfigError(f"backbone.{given[0]}: method={cfg.method.name} has its own input recipe and does not read "
+                          f"backbone.input_size/mean/std (methods that do: {', '.join(BACKBONE_INPUT_METHODS)})")
     if b.input_size is not None and b.input_size < 1:
         raise ConfigError(f"config key 'backbone.input_size' = {b.input_size}; must be a positive number of pixels")
     for key in ("mean", "std"):

@@ -4,7 +4,8 @@ Stage 2 of the pipeline. One ``Linear(D, C + 2)`` head; loss = class-weighted CE
 each term over the samples that carry its label. Manual optimisation so that SAM can take its two passes (specs/
 lessons.md §3). Phase A (``method.head_epochs``) trains the head alone at ``method.head_lr`` with the backbone frozen
 (BatchNorm statistics included); phase B trains all layers at ``optim.lr``; no scheduler. The last partial batch of
-an epoch is skipped (the recipe's ``drop_last=True``).
+an epoch is skipped (the recipe's ``drop_last=True``). With ``method.weights`` of an expression-only model (a converted
+``enet_b2_8``, say) the head is ``Linear(D, C)``: no V/A terms, metrics or outputs.
 
 Evaluation adds to the shared classification metrics: ``acc7`` (drop Contempt images and logit), ``ccc_v``,
 ``ccc_a`` and their mean ``va`` (population CCC over the whole split, V/A clipped to [−1, 1]). At test time, when the

@@ -85,10 +85,9 @@ def build_multitask_net(name: str, num_classes: int = 8, image_size: int | None 
     return net, info
 
 
-def head_layout(path: str | Path, num_classes: int) -> bool:
-    """Whether the whole-network weight file ``path`` has valence/arousal outputs after its ``num_classes`` logits
-    (its metadata says so, else the head's width: C + 2 or C); a head of another width is refused."""
-    state, meta = weights_file.load(path)
+def head_layout(state: dict[str, torch.Tensor], meta: dict, num_classes: int, path: str | Path = "") -> bool:
+    """Whether a whole-network weight file (``state``, ``meta``) has valence/arousal outputs after its
+    ``num_classes`` logits (its metadata says so, else the head's width: C + 2 or C); other widths are refused."""
     if "va" in meta:
         if meta.get("num_classes", num_classes) != num_classes:
             raise ValueError(f"weights file {path} has a {meta['num_classes']}-class head ({meta.get('space')}); "
@@ -103,15 +102,18 @@ def head_layout(path: str | Path, num_classes: int) -> bool:
 
 
 def build_from_config(cfg) -> tuple[MultitaskNet, BackboneInfo]:
-    """The network of a multitask config: classes of ``data.space``, the head layout of ``method.weights`` (with
-    valence/arousal when none is given), and the input recipe resolved and recorded in ``cfg.backbone``
-    (``models.preprocessing``)."""
+    """The network of a multitask config: classes of ``data.space``, the head layout and weights of
+    ``method.weights`` (valence/arousal outputs when none is given), and the input recipe resolved and recorded in
+    ``cfg.backbone`` (``models.preprocessing``)."""
     b, m = cfg.backbone, cfg.method
     num_classes = len(L.space(cfg.data.space))
-    va = head_layout(m.weights, num_classes) if m.weights else True
-    recipe = preprocessing.weights_recipe(m.weights, b.weights)
+    state, meta = weights_file.load(m.weights) if m.weights else ({}, {})
+    va = head_layout(state, meta, num_classes, m.weights) if m.weights else True
+    recipe = preprocessing.recipe_of(meta) or preprocessing.weights_recipe(b.weights)
     size = preprocessing.requested_size(b, cfg.data.image_size, recipe)
-    net, own = build_multitask_net(b.name, num_classes, size, b.pretrained, b.weights, m.weights, b.drop_rate, va)
+    net, own = build_multitask_net(b.name, num_classes, size, b.pretrained, b.weights, drop_rate=b.drop_rate, va=va)
+    if m.weights:
+        _load_net_state(net, state, m.weights)
     info = preprocessing.resolve(b, own, cfg.data.image_size, recipe)
     preprocessing.record(b, info)
     return net, info
@@ -119,7 +121,10 @@ def build_from_config(cfg) -> tuple[MultitaskNet, BackboneInfo]:
 
 def load_net_weights(net: MultitaskNet, path: str | Path) -> None:
     """Load a whole-network weight file strictly (tensors only: ``weights_only=True``)."""
-    state, _ = weights_file.load(path)
+    _load_net_state(net, weights_file.load(path)[0], path)
+
+
+def _load_net_state(net: MultitaskNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

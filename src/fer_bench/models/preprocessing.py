@@ -23,15 +23,14 @@ from fer_bench.models.backbones import BackboneInfo
 KEYS = ("input_size", "mean", "std")
 
 
-def weights_recipe(*paths: str | None) -> dict:
-    """``input_size``/``mean``/``std`` from the metadata of the first of ``paths`` whose file carries them."""
-    for path in paths:
-        if path:
-            meta = weights_file.read_meta(path)
-            recipe = {k: meta[k] for k in KEYS if meta.get(k) is not None}
-            if recipe:
-                return recipe
-    return {}
+def recipe_of(meta: dict) -> dict:
+    """``input_size``/``mean``/``std`` of a weight file's metadata (those it has)."""
+    return {k: meta[k] for k in KEYS if meta.get(k) is not None}
+
+
+def weights_recipe(path: str | None) -> dict:
+    """The recipe in the metadata of the weight file ``path`` (empty without a file or metadata)."""
+    return recipe_of(weights_file.read_meta(path)) if path else {}
 
 
 def requested_size(backbone_cfg, data_size: int | None, recipe: dict) -> int | None:
@@ -56,9 +55,9 @@ def record(backbone_cfg, info: BackboneInfo) -> None:
     backbone_cfg.std = list(info.std)
 
 
-def for_config(cfg, own: BackboneInfo, *weights: str | None) -> BackboneInfo:
-    """Resolve a run's preprocessing (``cfg.backbone``, ``cfg.data.image_size``, the converted weights among
+def for_config(cfg, own: BackboneInfo, weights: str | None) -> BackboneInfo:
+    """Resolve a run's preprocessing (``cfg.backbone``, ``cfg.data.image_size``, the metadata of the weight file
     ``weights``) and record it in ``cfg.backbone``."""
-    info = resolve(cfg.backbone, own, cfg.data.image_size, weights_recipe(*weights))
+    info = resolve(cfg.backbone, own, cfg.data.image_size, weights_recipe(weights))
     record(cfg.backbone, info)
     return info
