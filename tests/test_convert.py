@@ -197,3 +197,13 @@ def test_cli_convert_is_opt_in(tmp_path, capsys):
     args = ["convert", f"src={src}", "backbone=test_efficientnet", f"out={tmp_path / 'out.pt'}"]
     assert cli.main(args) == 2
     assert "--trust-pickle" in capsys.readouterr().err and not (tmp_path / "out.pt").exists()
+
+
+def test_predict_needs_exactly_one_of_run_and_weights(tmp_path, capsys):
+    faces = _faces(tmp_path / "faces", count=1, size=40)
+    assert cli.main(["predict", f"input={faces}", f"out={tmp_path / 'p.csv'}"]) == 2
+    assert "give run=<run dir> or weights=<converted file>" in capsys.readouterr().err
+    plain = tmp_path / "plain.pt"
+    torch.save(build_multitask_net("test_efficientnet", 8)[0].state_dict(), plain)
+    assert cli.main(["predict", f"weights={plain}", f"input={faces}", f"out={tmp_path / 'p.csv'}"]) == 2
+    assert "no fer-bench metadata naming the backbone" in capsys.readouterr().err
