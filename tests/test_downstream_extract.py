@@ -76,3 +76,22 @@ def test_cli_extract_from_network_weights_then_downstream_au_head(tmp_path, caps
 def test_cli_downstream_names_a_bad_setting(tmp_path, capsys, bad):
     assert cli.main(["downstream", f"features={tmp_path / 'missing.parquet'}", bad]) == 2
     assert bad.split("=")[0] in capsys.readouterr().err
+
+
+def test_expression_only_network_extracts_class_scores_only_and_feeds_downstream(tmp_path):
+    net, _ = build_multitask_net("mobilefacenet_tiny", 8, 32, va=False)  # e.g. a converted enet_b2_8
+    weights = tmp_path / "expr_only.pt"
+    torch.save(net.state_dict(), weights)  # a plain state_dict: the layout comes from the head's width
+    features = tmp_path / "features.parquet"
+    assert cli.main(["extract", *DATA, f"method.weights={weights}", f"out={features}"]) == 0
+    table, meta = extract.read_features(features)
+    scores = np.stack(table["scores"])
+    assert scores.shape == (48, 8) and meta["score_names"] == meta["class_names"]
+    w, b = net.head.weight.detach().numpy(), net.head.bias.detach().numpy()
+    assert np.allclose(scores, np.stack(table["embedding"]) @ w.T + b, rtol=1e-5, atol=1e-6)
+    assert cli.main(["downstream", f"features={features}", "task=expr", "inputs=scores", "epochs=2",
+                     "batch_size=16"]) == 0
+    assert "test/acc" in json.loads(features.with_suffix(".expr.json").read_text())
+    torch.save(build_multitask_net("mobilefacenet_tiny", 9, 32, va=False)[0].state_dict(), weights)
+    with pytest.raises(ValueError, match="head width 9 is neither 8 classes nor 8 \\+ valence/arousal"):
+        extract.command(None, "best", str(features), [*DATA, f"method.weights={weights}"])

@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import timm
 import torch
+import yaml
 
 from fer_bench.bench import predict, runner
 from fer_bench.bench.export import export_onnx
@@ -58,6 +60,14 @@ def test_predict_on_a_folder_reproduces_the_reported_test_accuracy(trained_run, 
     assert accuracy == pytest.approx(reported, abs=1e-6)  # float32 report; one image would be 8e-3
 
 
+def test_run_config_holds_the_resolved_input_recipe(trained_run):
+    saved = yaml.safe_load((trained_run / "config.yaml").read_text())["backbone"]
+    cfg = timm.get_pretrained_cfg("test_resnet")  # the cpu profile's backbone; data.image_size=64 sets the size
+    assert (saved["input_size"], saved["mean"], saved["std"]) == (64, list(cfg.mean), list(cfg.std))
+    needs = load_run_model(trained_run).needs
+    assert (needs.image_size, list(needs.mean), list(needs.std)) == (64, list(cfg.mean), list(cfg.std))
+
+
 def test_collect_inputs_reads_a_csv_relative_to_its_folder_and_names_a_bad_one(tmp_path):
     (tmp_path / "a.png").write_bytes(b"")
     (tmp_path / "list.csv").write_text("path\na.png\n")
@@ -94,6 +104,11 @@ def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
     report = export_onnx(model, tmp_path / "export", images, atol=1e-4)
     meta = json.loads((tmp_path / "export" / "model.json").read_text())
     assert meta["outputs"][0] == "logits" and meta["input"]["size"] == needs.image_size
+    import onnx
+
+    props = {p.key: json.loads(p.value) for p in onnx.load(report["path"]).metadata_props}
+    assert props["input"] == meta["input"] and props["class_names"] == method.class_names
+    assert (props["input"]["mean"], props["input"]["std"]) == (list(needs.mean), list(needs.std))
     assert max(report["max_abs_diff"].values()) <= 1e-4
     import onnxruntime as ort
 

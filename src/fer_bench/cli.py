@@ -35,9 +35,9 @@ verbs:
                                            run would stop
   train  method=M data=D [key=value ...]   train one seed (no test data touched); prints the run directory
   test   run=DIR [ckpt=best|last]          re-test a finished run on its saved test split
-  predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] [detector=yunet.onnx] [margin=0.2]
-                                           class probabilities (and the method's other outputs) per image
-  export run=DIR [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]
+  predict run=DIR|weights=FILE input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] [detector=yunet.onnx]
+          [margin=0.2]                     class probabilities (and the method's other outputs) per image
+  export run=DIR|weights=FILE [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]
                                            the inference path as ONNX, checked against PyTorch (onnxruntime)
   perf   [methods=baseline,qcs] [backbone=resnet18] [reps=5] [steps=12] [out=results] [key=value ...]
                                            fer-bench vs a plain PyTorch loop: results/perf.csv + perf.md
@@ -47,8 +47,8 @@ verbs:
                                            multitask embeddings + scores of every image -> parquet
   downstream features=F.parquet task=expr|va|au|intensity|ce [key=value ...]
                                            fit a head on frozen features (train), select/tune on val, score test
-  convert src=OLD.pt backbone=NAME out=NEW.pt --trust-pickle
-                                           rebuild a pickled HSEmotion model as a plain state_dict (unsafe input)
+  convert src=OLD.pt backbone=NAME out=NEW.pt [input_size=N] [mean=R,G,B] [std=R,G,B] --trust-pickle
+                                           rebuild a pickled HSEmotion model as a state_dict + metadata (unsafe input)
   convert format=qcs src=QCS.pth labels=rafdb|ferplus|affectnet out=NEW.pt [--trust-pickle]
                                            map a released QCS/DCS checkpoint onto fer-bench's QCS network
 """
@@ -170,16 +170,25 @@ def cmd_test(args: list[str]) -> None:
     print(json.dumps(metrics, indent=2))
 
 
+def _inference_model(a: dict[str, str], usage: str):
+    """The model of ``run=`` (a run directory) or ``weights=`` (a converted file), exactly one of them."""
+    from fer_bench.bench.inference import load_run_model, load_weights_model
+
+    if bool(a["run"]) == bool(a["weights"]):
+        raise ConfigError(f"give run=<run dir> or weights=<converted file>, one of them\nusage: {usage}")
+    return load_run_model(Path(a["run"]), a["ckpt"]) if a["run"] else load_weights_model(Path(a["weights"]))
+
+
 def cmd_predict(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench predict run=DIR input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] "
-                   "[detector=FILE] [margin=0.2]", ("run", "input", "out"),
-                   {"ckpt": "best", "batch": "64", "detector": "", "margin": "0.2"})
+    usage = ("fer-bench predict run=DIR|weights=FILE input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] "
+             "[detector=FILE] [margin=0.2]")
+    a = _verb_args(args, usage, ("input", "out"),
+                   {"run": "", "weights": "", "ckpt": "best", "batch": "64", "detector": "", "margin": "0.2"})
     from fer_bench.bench import predict
-    from fer_bench.bench.inference import load_run_model
 
     paths = predict.collect_inputs(Path(a["input"]))
     detector = predict.YuNetDetector(a["detector"]) if a["detector"] else None
-    model = load_run_model(Path(a["run"]), a["ckpt"])
+    model = _inference_model(a, usage)
     started = time.time()
     table = predict.predict(model, paths, int(a["batch"]), detector=detector, margin=float(a["margin"]))
     out = Path(a["out"])
@@ -190,15 +199,16 @@ def cmd_predict(args: list[str]) -> None:
 
 
 def cmd_export(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench export run=DIR [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]", ("run",),
-                   {"format": "onnx", "ckpt": "best", "out": "", "atol": "1e-4"})
+    usage = "fer-bench export run=DIR|weights=FILE [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]"
+    a = _verb_args(args, usage, (), {"run": "", "weights": "", "format": "onnx", "ckpt": "best", "out": "",
+                                     "atol": "1e-4"})
     if a["format"] != "onnx":
         raise ConfigError(f"format={a['format']}: only onnx is supported")
     from fer_bench.bench.export import export_onnx, parity_images
-    from fer_bench.bench.inference import load_run_model
 
-    model = load_run_model(Path(a["run"]), a["ckpt"])
-    out_dir = Path(a["out"]) if a["out"] else model.run_dir / "export"
+    model = _inference_model(a, usage)
+    default = model.run_dir / "export" if a["run"] else model.run_dir.parent / f"{model.run_dir.stem}_onnx"
+    out_dir = Path(a["out"]) if a["out"] else default
     report = export_onnx(model, out_dir, parity_images(model), float(a["atol"]))
     diffs = ", ".join(f"{k} {v:.2e}" for k, v in report["max_abs_diff"].items())
     print(f"exported {report['path']}; onnxruntime vs PyTorch max abs difference: {diffs}")
@@ -276,21 +286,41 @@ def cmd_downstream(args: list[str]) -> None:
     print(f"written to {target}")
 
 
+def _floats(text: str, key: str) -> list[float] | None:
+    """``0.5,0.5,0.5`` → three floats (None for an empty value)."""
+    if not text:
+        return None
+    try:
+        values = [float(v) for v in text.strip("[]").split(",")]
+    except ValueError:
+        raise ConfigError(f"{key}={text}: give three comma-separated numbers (R,G,B)") from None
+    if len(values) != 3:
+        raise ConfigError(f"{key}={text}: give three comma-separated numbers (R,G,B)")
+    return values
+
+
 def cmd_convert(args: list[str]) -> None:
     fmt, args = _pop(args, "format", "hsemotion")
     if fmt == "qcs":
         return cmd_convert_qcs(args)
-    usage = "fer-bench convert src=<pickled model.pt> backbone=<name> out=<state_dict.pt> [image_size=N] --trust-pickle"
+    usage = ("fer-bench convert src=<pickled model.pt> backbone=<name> out=<weights.pt> [input_size=N] "
+             "[mean=R,G,B] [std=R,G,B] --trust-pickle")
     trusted = "--trust-pickle" in args
-    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {"image_size": ""})
+    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"),
+                   {"input_size": "", "mean": "", "std": ""})
     if not trusted:
         raise ConfigError(f"{a['src']} is a whole pickled model: loading it runs code the file names. Add "
                           "--trust-pickle if it comes from a source you trust (e.g. the official HSEmotion release).")
     from fer_bench.models import convert
 
-    net = convert.convert(a["src"], a["backbone"], a["out"], int(a["image_size"]) if a["image_size"] else None)
-    print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {net.num_classes} + 2); "
-          f"use method.weights={a['out']}")
+    started = time.time()
+    net, meta = convert.convert(a["src"], a["backbone"], a["out"], int(a["input_size"]) if a["input_size"] else None,
+                                _floats(a["mean"], "mean"), _floats(a["std"], "std"))
+    outputs = f"{meta['num_classes']} + valence/arousal" if meta["va"] else f"{meta['num_classes']} classes"
+    print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {outputs}), classes in {meta['space']} "
+          f"order; input {meta['input_size']} px, mean {meta['mean']}, std {meta['std']} ({meta['recipe']}); "
+          f"{time.time() - started:.1f} s\n"
+          f"use: fer-bench predict weights={a['out']} input=... out=preds.csv | method.weights={a['out']}")
 
 
 def cmd_convert_qcs(args: list[str]) -> None:

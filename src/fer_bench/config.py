@@ -134,12 +134,17 @@ class DataConfig:
 
 @dataclass
 class BackboneConfig:
-    """A timm model name; ``weights`` is a local state_dict file loaded after construction."""
+    """A timm model name; ``weights`` is a local state_dict file loaded after construction. ``input_size``,
+    ``mean``, ``std``: the input recipe; null = from converted weights' metadata, else the backbone's own config
+    (models/preprocessing.py); a run's config.yaml holds the resolved values."""
 
     name: str = "resnet18"
     pretrained: bool = False
     weights: str | None = None
     drop_rate: float = 0.0
+    input_size: int | None = None
+    mean: list[float] | None = None
+    std: list[float] | None = None
 
 
 @dataclass
@@ -226,6 +231,9 @@ TRAINER_PRESETS: dict[str, dict[str, Any]] = {
                 "timeout_s": 120},
 }
 
+
+# Methods whose input size and normalisation come from backbone.input_size/mean/std (models/preprocessing.py).
+BACKBONE_INPUT_METHODS = ("baseline", "continual", "multitask")
 
 # Keys that pick files rather than set values; they are pulled from the command line before merging.
 SELECTOR_KEYS = ("method", "data", "profile")
@@ -430,6 +438,7 @@ def _check_values(cfg: DictConfig) -> None:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
     if cfg.trainer.timeout_s <= 0:
         raise ConfigError(f"config key 'trainer.timeout_s' = {cfg.trainer.timeout_s}: give seconds > 0")
+    _check_backbone_input(cfg)
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
@@ -437,6 +446,21 @@ def _check_values(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve config: {e}") from None
+
+
+def _check_backbone_input(cfg: DictConfig) -> None:
+    b = cfg.backbone
+    given = [k for k in ("input_size", "mean", "std") if b[k] is not None]
+    if given and cfg.method.name not in BACKBONE_INPUT_METHODS:
+        raise ConfigError(f"backbone.{given[0]}: method={cfg.method.name} has its own input recipe and does not read "
+                          f"backbone.input_size/mean/std (methods that do: {', '.join(BACKBONE_INPUT_METHODS)})")
+    if b.input_size is not None and b.input_size < 1:
+        raise ConfigError(f"config key 'backbone.input_size' = {b.input_size}; must be a positive number of pixels")
+    for key in ("mean", "std"):
+        value = b[key]
+        if value is not None and (len(value) != 3 or (key == "std" and min(value) <= 0)):
+            raise ConfigError(f"config key 'backbone.{key}' = {list(value)}; give 3 RGB values"
+                              + (", all > 0" if key == "std" else ""))
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

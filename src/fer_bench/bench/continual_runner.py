@@ -69,14 +69,14 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
     """Run (or resume) one class order's scenario; returns the run directory."""
     check_config(cfg.method)
     run_dir = resume or new_run_dir(cfg)
-    if resume is None:  # a resume keeps the saved config (fer_bench.resume writes the values it changed)
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     scenario = scenario_of(cfg)
     ckpt = run_dir / "checkpoints" / SCENARIO_CKPT
     resumed = resume is not None and ckpt.is_file()
     pl.seed_everything(cfg.seed, workers=True, verbose=False)  # the initial weights
     method, dm = _setup(cfg, scenario, run_dir, run_dir / "splits" if resumed else None)
     init_record.warn_if_random_init(cfg)
+    if resume is None:  # after the method: it records resolved values (backbone.*); a resume keeps the saved
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))  # config (fer_bench.resume writes changes)
     rows, sizes, fit_seconds, start = [], [], 0.0, 0
     if resumed:
         state = read_checkpoint(ckpt, run_dir)

@@ -1,8 +1,9 @@
 """``fer-bench export``: a run's inference path as ONNX, checked against PyTorch with onnxruntime.
 
 Only what ``inference_outputs`` computes is exported (for QCS the base branch; the cross modules are training
-only). Next to ``model.onnx`` a ``model.json`` records what a user outside fer-bench needs: input size, mean/std
-(RGB, pixel values scaled to [0, 1] first), class names and output names.
+only). What a user outside fer-bench needs — input size, mean/std (RGB, pixel values scaled to [0, 1] first), class
+names and output names — is stored in the ONNX file's ``metadata_props`` (JSON values) and, with the parity check,
+in ``model.json`` next to it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,17 @@ class InferencePath(nn.Module):
         return tuple(outputs[n] for n in self.names)
 
 
+def write_onnx_metadata(path: Path, props: dict) -> None:
+    """Add ``props`` (JSON-encoded values) to the ``metadata_props`` of the ONNX file ``path``."""
+    import onnx
+
+    model = onnx.load(str(path))
+    for key, value in props.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, json.dumps(value)
+    onnx.save(model, str(path))
+
+
 def _onnx_session(path: Path):
     import onnxruntime as ort
 
@@ -51,15 +63,17 @@ def export_onnx(model: RunModel, out_dir: Path, check_images: torch.Tensor, atol
         torch.onnx.export(InferencePath(method, names), (check_images,), str(path), input_names=["images"],
                           output_names=names, dynamic_shapes={"images": {0: batch}}, external_data=False,
                           dynamo=True, verbose=False)
-    onnx_outputs = _onnx_session(path).run(names, {"images": check_images.numpy()})
-    diffs = {n: float(np.abs(o - reference[n].numpy()).max()) for n, o in zip(names, onnx_outputs, strict=True)}
     needs = model.needs
     meta = {
         "run": str(model.run_dir), "method": model.cfg.method.name, "class_names": model.class_names,
         "input": {"name": "images", "layout": "NCHW", "color": "RGB", "size": needs.image_size,
                   "scale": "pixel / 255", "mean": list(needs.mean), "std": list(needs.std)},
-        "outputs": names, "parity": {"batch": len(check_images), "max_abs_diff": diffs, "atol": atol},
+        "outputs": names,
     }
+    write_onnx_metadata(path, meta)
+    onnx_outputs = _onnx_session(path).run(names, {"images": check_images.numpy()})
+    diffs = {n: float(np.abs(o - reference[n].numpy()).max()) for n, o in zip(names, onnx_outputs, strict=True)}
+    meta["parity"] = {"batch": len(check_images), "max_abs_diff": diffs, "atol": atol}
     (out_dir / "model.json").write_text(json.dumps(meta, indent=2))
     worst = max(diffs.values())
     if worst > atol:

@@ -1,4 +1,5 @@
-"""A finished run as an inference model: its saved config, the method with checkpoint weights, eval transform."""
+"""An inference model: a finished run (saved config, method with checkpoint weights) or a converted weight file
+(``fer-bench convert``: its metadata names backbone, classes and input recipe); plus the eval transform."""
 
 from __future__ import annotations
 
@@ -49,3 +50,22 @@ def load_run_model(run_dir: Path, kind: str = "best") -> RunModel:
     load_weights(method, ckpt)
     method.eval()
     return RunModel(run_dir, cfg, method, method.data_needs())
+
+
+def load_weights_model(path: Path) -> RunModel:
+    """A converted network (``fer-bench convert``) as a multitask method: backbone, label space, head layout and
+    input recipe come from the file's metadata."""
+    from fer_bench.bench.runner import build_method
+    from fer_bench.config import build_config
+    from fer_bench.models import weights_file
+
+    path = Path(path)
+    meta = weights_file.read_meta(path)
+    if "backbone" not in meta or "space" not in meta:
+        raise ConfigError(f"weights={path}: no fer-bench metadata naming the backbone and classes; give a file "
+                          "written by fer-bench convert, or run=<run dir>")
+    cfg = build_config(["method=multitask", f"method.weights={path}", f"backbone.name={meta['backbone']}",
+                        f"data.space={meta['space']}", "logger.wandb=false"])
+    method = build_method(cfg)
+    method.eval()
+    return RunModel(path, cfg, method, method.data_needs())

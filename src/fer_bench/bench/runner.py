@@ -125,11 +125,11 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
     targets = cross_domain.resolve_targets(cfg) if test else []  # eval_on: checked before training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = resume or new_run_dir(cfg)
-    if resume is None:
-        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     ckpt = (resume_ckpt or default_checkpoint(run_dir)) if resume else None
     method = build_method(cfg)
     init_record.warn_if_random_init(cfg)
+    if resume is None:  # after the method: it records resolved values (backbone.*)
+        atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,

@@ -1,5 +1,6 @@
 """``fer-bench extract``: run a frozen multitask network over a data set and store, for every image, its
-embedding f and its scores W·f + b (specs/multitask.md §2 step 3), with the record's columns and split.
+embedding f and its scores W·f + b (specs/multitask.md §2 step 3), with the record's columns and split. The scores
+are the C expression logits, then valence and arousal when the network has them (metadata ``score_names``).
 
 One parquet row per record of the data set, keyed by ``path`` (the records' id): images without a label in the
 label space are kept (``label`` = −1). Splits are the run's own (``<run>/splits``) when the run's data is
@@ -27,7 +28,7 @@ from fer_bench.data.readers import read_records
 from fer_bench.data.splits import assign_splits, load_splits
 from fer_bench.data.transforms import eval_transform
 from fer_bench.models.backbones import BackboneInfo
-from fer_bench.models.multitask_net import MultitaskNet, build_multitask_net
+from fer_bench.models.multitask_net import MultitaskNet, build_from_config
 
 META_KEY = b"fer_bench"
 
@@ -35,7 +36,8 @@ META_KEY = b"fer_bench"
 @torch.no_grad()
 def embed_loader(net: MultitaskNet, loader, device: torch.device | str, progress: bool = False,
                  desc: str = "extract") -> tuple[torch.Tensor, torch.Tensor]:
-    """Embeddings (N, D) and scores (N, C + 2) of every batch of ``loader``, in order, in float32 on the CPU."""
+    """Embeddings (N, D) and scores (N, C + 2, or C without V/A) of every batch of ``loader``, in order, in float32
+    on the CPU."""
     was_training = net.training
     net.eval()
     embeddings, scores = [], []
@@ -86,14 +88,16 @@ def extract(cfg: DictConfig, net: MultitaskNet, image_size: int, mean, std, out:
     embeddings, scores = embed_loader(net.to(device), loader, device, progress)
     table = records.assign(split=split, label=label.to_numpy(), embedding=list(embeddings.numpy()),
                            scores=list(scores.numpy()))
-    meta = {"space": cfg.data.space, "class_names": L.class_names(cfg.data.space), "data": cfg.data.name,
-            "backbone": cfg.backbone.name, "image_size": image_size, "source": source}
+    names = L.class_names(cfg.data.space)
+    meta = {"space": cfg.data.space, "class_names": names, "data": cfg.data.name, "backbone": cfg.backbone.name,
+            "score_names": [*names, *(("valence", "arousal") if net.va else ())], "image_size": image_size,
+            "mean": list(mean), "std": list(std), "source": source}
     return write_features(table, out, meta)
 
 
 def _run_net(cfg: DictConfig, ckpt: Path) -> tuple[MultitaskNet, BackboneInfo]:
     """The network of a multitask run with the weights of one of its Lightning checkpoints."""
-    net, info = build_multitask_net(cfg.backbone.name, len(L.space(cfg.data.space)), cfg.data.image_size)
+    net, info = build_from_config(cfg)
     state = torch.load(ckpt, map_location="cpu", weights_only=True)["state_dict"]
     net.load_state_dict({k.removeprefix("net."): v for k, v in state.items() if k.startswith("net.")})
     return net, info
@@ -107,8 +111,7 @@ def command(run: str | None, kind: str, out: str | None, overrides: list[str]) -
         if not cfg.method.weights or out is None:
             raise ConfigError("fer-bench extract needs run=<run dir>, or method.weights=<network state_dict> "
                               "and out=<file.parquet>")
-        net, info = build_multitask_net(cfg.backbone.name, len(L.space(cfg.data.space)), cfg.data.image_size,
-                                        weights=cfg.method.weights)
+        net, info = build_from_config(cfg)
         return extract(cfg, net, info.image_size, info.mean, info.std, Path(out), source=cfg.method.weights)
     run_dir = Path(run)
     cfg = load_run_config(run_dir)

@@ -22,6 +22,7 @@ import pandas as pd
 import torch
 from torch import Tensor
 
+from fer_bench import labels as L
 from fer_bench.downstream import compound, keras, smoothing
 from fer_bench.metrics import abaw, accuracy, ccc, ccc_loss, macro_f1, tune_thresholds
 from fer_bench.models.multitask_net import class_weights
@@ -180,7 +181,9 @@ def run(table: pd.DataFrame, s: Settings, space_name: str) -> dict:
     for name in (("val", "test") if s.task == "ce" else ("train", "val", "test")):
         _require(rows[name].any(), f"no {name} rows with {s.task} targets")
     scores = np.stack(table["scores"].to_numpy())
-    num_classes = scores.shape[1] - 2
+    num_classes = len(L.space(space_name))  # the first columns of the scores; valence/arousal follow if present
+    _require(scores.shape[1] in (num_classes, num_classes + 2),
+             f"scores have {scores.shape[1]} columns; space {space_name} has {num_classes} classes (+ 2 for V/A)")
     y = torch.tensor(y_all)
     y = y.float() if y.is_floating_point() else y
     if s.task == "ce":

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.models import backbones
+from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import LinearHead
 
 
@@ -14,12 +14,13 @@ class Baseline(FERMethod):
     def __init__(self, cfg, class_names):
         super().__init__(cfg, class_names)
         b = cfg.backbone
-        self.backbone, self.info = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
-                                                    drop_rate=b.drop_rate)
+        self.backbone, own = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
+                                              drop_rate=b.drop_rate)
+        self.info = preprocessing.for_config(cfg, own, b.weights)
         self.head = LinearHead(self.info.num_features, self.num_classes)
 
     def data_needs(self) -> DataNeeds:
-        return DataNeeds(self.cfg.data.image_size or self.info.image_size, self.info.mean, self.info.std)
+        return DataNeeds(self.info.image_size, self.info.mean, self.info.std)
 
     def forward(self, images):
         return self.head(self.backbone(images))

@@ -10,7 +10,7 @@ resumes mid-scenario and ``ddp_spawn`` ranks receive the same state. The step lo
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import torch.nn.functional as F
@@ -20,7 +20,7 @@ from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
 from fer_bench.methods.memory import ReplayMemory
 from fer_bench.methods.optim import build_optimizer, build_scheduler
-from fer_bench.models import backbones
+from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import ExpandableHead
 
 EPS = 1e-7  # Keras' probability clipping in cross-entropy
@@ -85,8 +85,11 @@ class Continual(FERMethod):
         check_config(m)
         self.strategy = STRATEGIES[m.strategy]
         b = cfg.backbone
-        self.backbone, self.info = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
-                                                    drop_rate=b.drop_rate, global_pool=m.global_pool)
+        self.backbone, own = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
+                                              drop_rate=b.drop_rate, global_pool=m.global_pool)
+        if not m.normalize:  # pixel / 255 (the official code); a converted file's mean/std does not override it
+            own = replace(own, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        self.info = preprocessing.for_config(cfg, own, b.weights if m.normalize else None)
         self.head = ExpandableHead(self.info.num_features, base_classes or self.num_classes, tuple(m.head_hidden),
                                    m.head_dropout, m.head_activation)
         self.teacher: nn.ModuleDict | None = None
@@ -100,10 +103,7 @@ class Continual(FERMethod):
         self.memory = ReplayMemory()
 
     def data_needs(self) -> DataNeeds:
-        size = self.cfg.data.image_size or self.info.image_size
-        if self.cfg.method.normalize:
-            return DataNeeds(size, self.info.mean, self.info.std, base_space=self.cfg.method.base_space)
-        return DataNeeds(size, (0.0, 0.0, 0.0), (1.0, 1.0, 1.0), base_space=self.cfg.method.base_space)
+        return DataNeeds(self.info.image_size, self.info.mean, self.info.std, base_space=self.cfg.method.base_space)
 
     def compile_targets(self) -> list[nn.Module]:
         return [self.backbone, self.head]

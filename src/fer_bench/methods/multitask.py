@@ -4,7 +4,8 @@ Stage 2 of the pipeline. One ``Linear(D, C + 2)`` head; loss = class-weighted CE
 each term over the samples that carry its label. Manual optimisation so that SAM can take its two passes (specs/
 lessons.md §3). Phase A (``method.head_epochs``) trains the head alone at ``method.head_lr`` with the backbone frozen
 (BatchNorm statistics included); phase B trains all layers at ``optim.lr``; no scheduler. The last partial batch of
-an epoch is skipped (the recipe's ``drop_last=True``).
+an epoch is skipped (the recipe's ``drop_last=True``). With ``method.weights`` of an expression-only model (a converted
+``enet_b2_8``, say) the head is ``Linear(D, C)``: no V/A terms, metrics or outputs.
 
 Evaluation adds to the shared classification metrics: ``acc7`` (drop Contempt images and logit), ``ccc_v``,
 ``ccc_a`` and their mean ``va`` (population CCC over the whole split, V/A clipped to [−1, 1]). At test time, when the
@@ -31,7 +32,7 @@ from fer_bench.methods.base import STAGES, FERMethod
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.metrics import AUF1, CCC, ClassificationMetrics, tune_thresholds
 from fer_bench.metrics.classification import f1_from_confmat
-from fer_bench.models.multitask_net import build_multitask_net, class_weights, expression_loss, va_loss
+from fer_bench.models.multitask_net import build_from_config, class_weights, expression_loss, va_loss
 
 
 def drop_class(logits: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -48,13 +49,12 @@ class Multitask(FERMethod):
 
     def __init__(self, cfg, class_names):
         super().__init__(cfg, class_names)
-        m, b = cfg.method, cfg.backbone
+        m = cfg.method
         if cfg.sched.name != "none":
             raise ValueError(f"sched.name={cfg.sched.name!r}: multitask keeps each phase's learning rate constant "
                              "(method.head_lr, then optim.lr) as HSEmotion does; set sched.name=none")
         self.automatic_optimization = False
-        self.net, self.info = build_multitask_net(b.name, self.num_classes, cfg.data.image_size, b.pretrained,
-                                                  b.weights, m.weights, b.drop_rate)
+        self.net, self.info = build_from_config(cfg)
         self.register_buffer("class_weight", torch.ones(self.num_classes))
         space = L.space(cfg.data.space)
         contempt = L.expression_id("contempt")
@@ -76,7 +76,10 @@ class Multitask(FERMethod):
         return self.net.split(self.net(images))[0]
 
     def inference_outputs(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Logits, and valence/arousal clipped to [−1, 1] when the head has them."""
         logits, va = self.net.split(self.net(images))
+        if va is None:
+            return {"logits": logits}
         va = va.clamp(-1, 1)
         return {"logits": logits, "valence": va[:, 0], "arousal": va[:, 1]}
 
@@ -113,7 +116,7 @@ class Multitask(FERMethod):
         m = self.cfg.method
         weight = self.class_weight if m.class_weights else None
         ce = expression_loss(logits, batch["label"], weight, m.label_smoothing)
-        loss_v, loss_a = va_loss(va, batch["va"]) if "va" in batch else (ce * 0.0, ce * 0.0)
+        loss_v, loss_a = va_loss(va, batch["va"]) if "va" in batch and va is not None else (ce * 0.0, ce * 0.0)
         return ce + loss_v + loss_a, {"train/loss_ce": ce, "train/loss_v": loss_v, "train/loss_a": loss_a}
 
     def training_step(self, batch, batch_idx):
@@ -137,7 +140,7 @@ class Multitask(FERMethod):
             logits7, labels7 = drop_class(logits, labels, self.contempt)
             if len(labels7):
                 self.acc7[stage].update(logits7, labels7)
-        if "va" in batch:
+        if "va" in batch and va is not None:
             known = tasks.va_known(batch["va"])
             if known.any():
                 self.va_metrics[stage].update(va[known].clamp(-1, 1), batch["va"][known])

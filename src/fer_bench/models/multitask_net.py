@@ -1,6 +1,7 @@
 """HSEmotion-style multitask network: a light backbone and ONE ``Linear(D, C + 2)`` head (specs/multitask.md §3.2).
 
-Head outputs: C expression logits, then valence, then arousal — no activation on V/A (clip at inference).
+Head outputs: C expression logits, then valence, then arousal — no activation on V/A (clip at inference). Most
+released HSEmotion models are expression-only (``Linear(D, C)``): ``va=False`` builds that layout.
 ``embed()`` is the penultimate embedding f, ``scores()`` = W·f + b: what ``fer-bench extract`` stores, the same
 split as the HSEmotion libraries' ``extract_features`` (classifier stripped), so features are interchangeable.
 """
@@ -14,17 +15,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_bench import labels as L
 from fer_bench.metrics.regression import ccc_loss
-from fer_bench.models import backbones, mobilefacenet
+from fer_bench.models import backbones, mobilefacenet, preprocessing, weights_file
 from fer_bench.models.backbones import BackboneInfo
 
 
 class MultitaskNet(nn.Module):
-    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int = 8):
+    def __init__(self, backbone: nn.Module, num_features: int, num_classes: int = 8, va: bool = True):
         super().__init__()
         self.backbone = backbone
-        self.head = nn.Linear(num_features, num_classes + 2)
+        self.head = nn.Linear(num_features, num_classes + 2 * va)
         self.num_classes = num_classes
+        self.va = va
         self.backbone_frozen = False
 
     def embed(self, images: torch.Tensor) -> torch.Tensor:
@@ -34,12 +37,12 @@ class MultitaskNet(nn.Module):
         return self.head(embedding)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
-        """The (N, C + 2) scores."""
+        """The (N, C + 2) scores ((N, C) without valence/arousal)."""
         return self.scores(self.embed(images))
 
-    def split(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Expression logits (N, C) and valence/arousal (N, 2) of a scores tensor."""
-        return scores[:, : self.num_classes], scores[:, self.num_classes:]
+    def split(self, scores: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Expression logits (N, C) and valence/arousal (N, 2) of a scores tensor (None without them)."""
+        return scores[:, : self.num_classes], (scores[:, self.num_classes:] if self.va else None)
 
     def freeze_backbone(self, frozen: bool) -> None:
         """Phase A of the schedule: no gradients into the backbone and its BatchNorm statistics kept fixed."""
@@ -66,28 +69,62 @@ def create_backbone(name: str, image_size: int | None = None, pretrained: bool =
     size = image_size or mobilefacenet.NATIVE_SIZE
     model = mobilefacenet.create(name, image_size=size)
     if weights:
-        backbones.load_state_dict_file(model, weights, ignore_prefixes=("fc.",))
+        backbones.load_state_dict_file(model, weights, ignore_prefixes=("fc.", "head."))
     return model, BackboneInfo(model.num_features, size, mobilefacenet.MEAN, mobilefacenet.STD)
 
 
 def build_multitask_net(name: str, num_classes: int = 8, image_size: int | None = None, pretrained: bool = False,
                         backbone_weights: str | None = None, weights: str | None = None,
-                        drop_rate: float = 0.0) -> tuple[MultitaskNet, BackboneInfo]:
+                        drop_rate: float = 0.0, va: bool = True) -> tuple[MultitaskNet, BackboneInfo]:
     """Backbone + head. ``backbone_weights``: a backbone-only state_dict (e.g. face-ID pre-training);
     ``weights``: a whole-network state_dict (``backbone.*`` and ``head.*``, e.g. from ``models.convert``)."""
     backbone, info = create_backbone(name, image_size, pretrained, backbone_weights, drop_rate)
-    net = MultitaskNet(backbone, info.num_features, num_classes)
+    net = MultitaskNet(backbone, info.num_features, num_classes, va)
     if weights:
         load_net_weights(net, weights)
     return net, info
 
 
+def head_layout(state: dict[str, torch.Tensor], meta: dict, num_classes: int, path: str | Path = "") -> bool:
+    """Whether a whole-network weight file (``state``, ``meta``) has valence/arousal outputs after its
+    ``num_classes`` logits (its metadata says so, else the head's width: C + 2 or C); other widths are refused."""
+    if "va" in meta:
+        if meta.get("num_classes", num_classes) != num_classes:
+            raise ValueError(f"weights file {path} has a {meta['num_classes']}-class head ({meta.get('space')}); "
+                             f"the configured label space has {num_classes} classes: set data.space="
+                             f"{meta.get('space')}")
+        return bool(meta["va"])
+    width = state["head.weight"].shape[0] if "head.weight" in state else None
+    if width not in (num_classes, num_classes + 2):
+        raise ValueError(f"weights file {path}: head width {width} is neither {num_classes} classes nor "
+                         f"{num_classes} + valence/arousal")
+    return width == num_classes + 2
+
+
+def build_from_config(cfg) -> tuple[MultitaskNet, BackboneInfo]:
+    """The network of a multitask config: classes of ``data.space``, the head layout and weights of
+    ``method.weights`` (valence/arousal outputs when none is given), and the input recipe resolved and recorded in
+    ``cfg.backbone`` (``models.preprocessing``)."""
+    b, m = cfg.backbone, cfg.method
+    num_classes = len(L.space(cfg.data.space))
+    state, meta = weights_file.load(m.weights) if m.weights else ({}, {})
+    va = head_layout(state, meta, num_classes, m.weights) if m.weights else True
+    recipe = preprocessing.recipe_of(meta) or preprocessing.weights_recipe(b.weights)
+    size = preprocessing.requested_size(b, cfg.data.image_size, recipe)
+    net, own = build_multitask_net(b.name, num_classes, size, b.pretrained, b.weights, drop_rate=b.drop_rate, va=va)
+    if m.weights:
+        _load_net_state(net, state, m.weights)
+    info = preprocessing.resolve(b, own, cfg.data.image_size, recipe)
+    preprocessing.record(b, info)
+    return net, info
+
+
 def load_net_weights(net: MultitaskNet, path: str | Path) -> None:
-    """Load a whole-network state_dict file strictly (tensors only: ``weights_only=True``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"weights file {path} not found")
-    state = torch.load(path, map_location="cpu", weights_only=True)
+    """Load a whole-network weight file strictly (tensors only: ``weights_only=True``)."""
+    _load_net_state(net, weights_file.load(path)[0], path)
+
+
+def _load_net_state(net: MultitaskNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
     try:
         net.load_state_dict(state)
     except RuntimeError as e:

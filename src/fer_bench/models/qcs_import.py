@@ -93,11 +93,11 @@ def read_official(path: str | Path, trust_pickle: bool = False) -> dict[str, tor
                 f"{path} holds pickled objects besides tensors (the official checkpoints pickle their recorders): "
                 f"loading it runs code the file names. Add --trust-pickle if it comes from a source you trust "
                 f"(e.g. the QCS release). ({str(e).splitlines()[0]})") from None
-        from fer_bench.models.convert import _PICKLE  # the stand-in unpickler of the HSEmotion converter
+        from fer_bench.models.convert import STANDIN_PICKLE  # the stand-in unpickler of the HSEmotion converter
 
         warnings.warn(f"unpickling {path} with weights_only=False: a pickle can run arbitrary code; convert only "
                       "files from a source you trust", UserWarning, stacklevel=2)
-        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=_PICKLE)
+        obj = torch.load(path, map_location="cpu", weights_only=False, pickle_module=STANDIN_PICKLE)
     if isinstance(obj, nn.Module):
         obj = obj.state_dict()
     elif isinstance(obj, Mapping) and isinstance(obj.get("state_dict"), Mapping):
