@@ -34,6 +34,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from fer_bench.atomic import atomic_save
 from fer_bench.labels import class_names
 from fer_bench.models.ir50 import IR50Trunk
 from fer_bench.models.qcs_net import QCSNet
@@ -205,7 +206,5 @@ def import_state(official: Mapping[str, torch.Tensor], labels: str, source: str 
 def convert_checkpoint(src: str | Path, out: str | Path, labels: str, trust_pickle: bool = False) -> Imported:
     """Read an official QCS/DCS checkpoint, map it, save ``out`` as a plain fer-bench state_dict."""
     imported = import_state(read_official(src, trust_pickle), labels, str(src))
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(imported.net.state_dict(), out)
+    atomic_save(imported.net.state_dict(), out)
     return imported
