@@ -1,0 +1,175 @@
+"""Bootstrap confidence intervals of test metrics, vectorised (numpy and ``scipy.stats.bootstrap``; no torch).
+
+Every metric here is a function of **additive per-image statistics**: a classification metric of the confusion
+matrix, i.e. of the sum of one-hot (true, predicted) cells; Lin's CCC of the six sums n, Σx, Σy, Σx², Σy², Σxy. A
+resample is then a vector of weights over the resampling units (how often each unit was drawn), and its statistics
+are one matrix product ``weights @ unit_stats``: 2,000 resamples of a 3,000-image test set are a (2000, 3000) weight
+matrix, built by one ``bincount``. Units are images, or clusters of images that are not independent (the frames of
+one video, the images of one subject): a cluster's statistics are the sum of its images', and the cluster bootstrap
+draws whole clusters (Field & Welsh 2007, "Bootstrapping clustered data").
+
+``scipy.stats.bootstrap`` draws the unit indices (seeded), calls the vectorised statistic and forms the interval:
+``BCa`` (bias-corrected and accelerated, Efron 1987) by default; above ``BCA_MAX_UNITS`` units its jackknife is too
+costly and the percentile interval is used (the result names the method that was used).
+
+A paired comparison of two methods on the same test images is the same machinery: stack both methods' statistics
+column-wise and let ``value`` return the difference of their metrics.
+
+Metric conventions are those of ``metrics/classification.py`` (scikit-learn's): UAR averages recall over the classes
+present in the (resampled) targets, macro F1 over the classes present in targets or predictions.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+METHODS = ("bca", "percentile")
+BCA_MAX_UNITS = 10_000  # BCa's jackknife costs units² · statistics; beyond this the percentile interval is used
+MAX_BATCH_ELEMENTS = 2**23  # resamples per statistic call × units: bounds the weight matrix (64 MiB of float64)
+
+
+# classification metrics of confusion matrices (..., C, C), rows = true class -----------------------------------------
+def confusion_counts(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrices (..., C, C) of class-id arrays (..., n): one per leading index, by one ``bincount``."""
+    y_true, y_pred = np.broadcast_arrays(np.asarray(y_true, dtype=np.int64), np.asarray(y_pred, dtype=np.int64))
+    lead, n = y_true.shape[:-1], y_true.shape[-1]
+    cells = num_classes * num_classes
+    flat = (y_true * num_classes + y_pred).reshape(-1, n)
+    offsets = np.arange(flat.shape[0], dtype=np.int64)[:, None] * cells
+    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * cells)
+    return counts.reshape(*lead, num_classes, num_classes)
+
+
+def accuracy(cm: np.ndarray) -> np.ndarray:
+    """Trace over total."""
+    return np.trace(cm, axis1=-2, axis2=-1) / cm.sum(axis=(-2, -1))
+
+
+def uar(cm: np.ndarray) -> np.ndarray:
+    """Mean recall over the classes present in the targets."""
+    support = cm.sum(axis=-1)
+    present = support > 0
+    recall = np.divide(np.diagonal(cm, axis1=-2, axis2=-1), support, out=np.zeros(support.shape), where=present)
+    return recall.sum(axis=-1) / present.sum(axis=-1)
+
+
+def macro_f1(cm: np.ndarray) -> np.ndarray:
+    """Mean F1 = 2·TP / (2·TP + FP + FN) over the classes present in targets or predictions."""
+    tp = np.diagonal(cm, axis1=-2, axis2=-1)
+    denom = cm.sum(axis=-1) + cm.sum(axis=-2)  # 2·TP + FN + FP
+    present = denom > 0
+    f1 = np.divide(2 * tp, denom, out=np.zeros(denom.shape), where=present)
+    return f1.sum(axis=-1) / present.sum(axis=-1)
+
+
+CLASSIFICATION: dict[str, Callable[[np.ndarray], np.ndarray]] = {"acc": accuracy, "uar": uar, "f1": macro_f1}
+
+
+def metric_fns(num_classes: int) -> dict[str, Callable[..., np.ndarray]]:
+    """Metric name → vectorised ``fn(y_true, y_pred, probs=None)`` of class-id arrays (..., n), one value per
+    leading index (e.g. rows of resampled indices ``y[idx]``). ``probs`` is accepted for a uniform signature."""
+    def bind(fn):
+        return lambda y_true, y_pred, probs=None: fn(confusion_counts(y_true, y_pred, num_classes))
+
+    return {name: bind(fn) for name, fn in CLASSIFICATION.items()}
+
+
+def classification_stats(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> np.ndarray:
+    """Per-image additive statistics (n, C²): the one-hot confusion cell of each image."""
+    stats = np.zeros((len(y_true), num_classes * num_classes))
+    stats[np.arange(len(y_true)), np.asarray(y_true) * num_classes + np.asarray(y_pred)] = 1.0
+    return stats
+
+
+def cm_of(stats: np.ndarray, num_classes: int) -> np.ndarray:
+    """Confusion matrices (..., C, C) from summed ``classification_stats`` (..., C²)."""
+    return stats.reshape(*stats.shape[:-1], num_classes, num_classes)
+
+
+# concordance correlation coefficient --------------------------------------------------------------------------------
+def ccc_stats(pred: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """Per-image additive statistics (n, 6) of the population CCC: 1, x, y, x², y², xy; zero rows where the target
+    is unknown (NaN), so those images count for nothing."""
+    x, y = np.asarray(pred, dtype=np.float64), np.asarray(target, dtype=np.float64)
+    known = np.isfinite(y) & np.isfinite(x)
+    x, y = np.where(known, x, 0.0), np.where(known, y, 0.0)
+    return np.stack([known.astype(np.float64), x, y, x * x, y * y, x * y], axis=-1)
+
+
+def ccc_of(sums: np.ndarray) -> np.ndarray:
+    """Population CCC from summed ``ccc_stats`` (..., 6) (= metrics.regression.CCC)."""
+    n, sx, sy, sxx, syy, sxy = np.moveaxis(sums, -1, 0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx, my = sx / n, sy / n
+        vx, vy, cov = sxx / n - mx * mx, syy / n - my * my, sxy / n - mx * my
+        return 2 * cov / (vx + vy + (mx - my) ** 2)
+
+
+# the bootstrap ------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Interval:
+    """Two-sided interval bounds per output (m,), the method used, the number of units and the level."""
+
+    low: np.ndarray
+    high: np.ndarray
+    method: str
+    units: int
+    level: float
+
+
+def unit_stats(stats: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
+    """Statistics per resampling unit: the images themselves, or the sum over each cluster's images."""
+    if clusters is None:
+        return np.asarray(stats, dtype=np.float64)
+    _, codes = np.unique(np.asarray(clusters), return_inverse=True)
+    summed = np.zeros((codes.max() + 1, stats.shape[1]))
+    np.add.at(summed, codes, stats)
+    return summed
+
+
+def resample_weights(idx: np.ndarray, units: int) -> np.ndarray:
+    """How often each unit appears in each row of drawn unit indices (..., m) → (..., units) float64."""
+    flat = idx.reshape(-1, idx.shape[-1])
+    offsets = np.arange(flat.shape[0], dtype=np.int64)[:, None] * units
+    counts = np.bincount((flat + offsets).ravel(), minlength=flat.shape[0] * units)
+    return counts.reshape(*idx.shape[:-1], units).astype(np.float64)
+
+
+def bootstrap_interval(stats: np.ndarray, value: Callable[[np.ndarray], np.ndarray], *,
+                       clusters: np.ndarray | None = None, n_resamples: int = 2000, seed: int = 0,
+                       level: float = 0.95, method: str = "bca") -> Interval:
+    """Interval of ``value(summed stats)`` from a seeded bootstrap over images (or over ``clusters``).
+
+    ``stats``: per-image additive statistics (n, d); ``value``: (..., d) sums → (m, ...) metric values (m outputs
+    from one resampling). Outputs whose bootstrap distribution is constant (e.g. every image right) get the point
+    value as both bounds; with fewer than two units the interval is undefined (NaN).
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
+    per_unit = unit_stats(stats, clusters)
+    k = len(per_unit)
+    point = np.atleast_1d(value(per_unit.sum(axis=0)))
+    if k < 2:
+        nan = np.full(point.shape, np.nan)
+        return Interval(nan, nan, method, k, level)
+    used = "BCa" if method == "bca" and k <= BCA_MAX_UNITS else "percentile"
+
+    def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
+        idx = np.moveaxis(idx, axis, -1)
+        return value(resample_weights(idx, k) @ per_unit)
+
+    with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
+        warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
+        result = scipy.stats.bootstrap(
+            (np.arange(k),), statistic, n_resamples=n_resamples, vectorized=True, confidence_level=level,
+            method=used, batch=max(1, MAX_BATCH_ELEMENTS // k), rng=np.random.default_rng(seed))
+    low, high = (np.atleast_1d(np.asarray(b, dtype=np.float64)).copy() for b in result.confidence_interval)
+    distribution = np.atleast_2d(result.bootstrap_distribution)
+    constant = np.ptp(distribution, axis=-1) == 0
+    low[constant], high[constant] = point[constant], point[constant]
+    return Interval(low, high, used, k, level)
