@@ -47,7 +47,7 @@ def test_accuracy_interval_equals_scipy_bootstrap_of_the_mean(method):
     got = _classification(y_true, y_pred, n_resamples=999, seed=7, method=method)
     ref = scipy.stats.bootstrap(((y_true == y_pred).astype(float),), np.mean, n_resamples=999,
                                 method="BCa" if method == "bca" else "percentile", rng=np.random.default_rng(7))
-    assert got.method == ("BCa" if method == "bca" else "percentile") and got.units == 300
+    assert got.label() == ("BCa" if method == "bca" else "percentile") and got.units == 300
     assert got.low[0] == pytest.approx(ref.confidence_interval.low, abs=1e-12)
     assert got.high[0] == pytest.approx(ref.confidence_interval.high, abs=1e-12)
     assert got.low[0] < np.mean(y_true == y_pred) < got.high[0]
@@ -123,6 +123,21 @@ def test_a_constant_statistic_gets_its_value_and_a_single_unit_no_interval():
     assert perfect.low.tolist() == [1.0, 1.0, 1.0] and perfect.high.tolist() == [1.0, 1.0, 1.0]
     one = _classification(y, y, clusters=np.zeros(40), n_resamples=200)
     assert one.units == 1 and np.isnan(one.low).all() and np.isnan(one.high).all()
+
+
+def test_where_bca_is_undefined_the_output_gets_the_percentile_interval_of_the_same_resamples():
+    y_true = np.arange(21) % 7  # 3 images per class, all predicted as class 2: every jackknife UAR is 1/7
+    y_pred = np.full(21, 2)     # (each class keeps an image), so BCa's acceleration is 0/0
+
+    def value(sums):
+        cm = iv.cm_of(sums, 7)
+        return np.stack([iv.accuracy(cm), iv.uar(cm), iv.macro_f1(cm)])
+
+    got = iv.bootstrap_interval(iv.classification_stats(y_true, y_pred, 7), value, n_resamples=500, seed=1)
+    assert got.methods == ("BCa", "percentile", "BCa") and got.label(["acc", "uar", "f1"]) == "BCa (percentile: uar)"
+    ref = scipy.stats.bootstrap((y_true, y_pred), balanced_accuracy_score, paired=True, vectorized=False,
+                                n_resamples=500, method="percentile", rng=np.random.default_rng(1))
+    assert (got.low[1], got.high[1]) == pytest.approx(tuple(ref.confidence_interval), abs=1e-12)
 
 
 def test_unknown_method_is_refused():

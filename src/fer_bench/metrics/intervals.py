@@ -113,13 +113,23 @@ def ccc_of(sums: np.ndarray) -> np.ndarray:
 # the bootstrap ------------------------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Interval:
-    """Two-sided interval bounds per output (m,), the method used, the number of units and the level."""
+    """Two-sided interval bounds per output (m,), the method used for each output, the number of units and the
+    level."""
 
     low: np.ndarray
     high: np.ndarray
-    method: str
+    methods: tuple[str, ...]
     units: int
     level: float
+
+    def label(self, names: list[str] | None = None) -> str:
+        """The method of all outputs in one label: ``BCa``, or e.g. ``BCa (percentile: uar)`` naming the outputs
+        (by ``names`` or position) that fell back."""
+        main = max(self.methods, key=self.methods.count)
+        names = names or [str(i) for i in range(len(self.methods))]
+        others = {m: [n for n, used in zip(names, self.methods, strict=True) if used == m] for m in self.methods}
+        notes = [f"{m}: {', '.join(ns)}" for m, ns in others.items() if m != main]
+        return main + (f" ({'; '.join(notes)})" if notes else "")
 
 
 def unit_stats(stats: np.ndarray, clusters: np.ndarray | None) -> np.ndarray:
@@ -147,7 +157,9 @@ def bootstrap_interval(stats: np.ndarray, value: Callable[[np.ndarray], np.ndarr
 
     ``stats``: per-image additive statistics (n, d); ``value``: (..., d) sums → (m, ...) metric values (m outputs
     from one resampling). Outputs whose bootstrap distribution is constant (e.g. every image right) get the point
-    value as both bounds; with fewer than two units the interval is undefined (NaN).
+    value as both bounds. Where BCa is undefined (the point value outside the whole bootstrap distribution, e.g.
+    the UAR of a model that predicts one class), that output gets the percentile interval of the same resamples.
+    With fewer than two units the interval is undefined (NaN).
     """
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
@@ -156,20 +168,28 @@ def bootstrap_interval(stats: np.ndarray, value: Callable[[np.ndarray], np.ndarr
     point = np.atleast_1d(value(per_unit.sum(axis=0)))
     if k < 2:
         nan = np.full(point.shape, np.nan)
-        return Interval(nan, nan, method, k, level)
+        return Interval(nan, nan, ("none",) * len(point), k, level)
     used = "BCa" if method == "bca" and k <= BCA_MAX_UNITS else "percentile"
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         idx = np.moveaxis(idx, axis, -1)
         return value(resample_weights(idx, k) @ per_unit)
 
+    def run(**kwargs):
+        return scipy.stats.bootstrap((np.arange(k),), statistic, vectorized=True, confidence_level=level,
+                                     batch=max(1, MAX_BATCH_ELEMENTS // k), **kwargs)
+
     with warnings.catch_warnings(), np.errstate(invalid="ignore", divide="ignore"):
         warnings.simplefilter("ignore", scipy.stats.DegenerateDataWarning)
-        result = scipy.stats.bootstrap(
-            (np.arange(k),), statistic, n_resamples=n_resamples, vectorized=True, confidence_level=level,
-            method=used, batch=max(1, MAX_BATCH_ELEMENTS // k), rng=np.random.default_rng(seed))
-    low, high = (np.atleast_1d(np.asarray(b, dtype=np.float64)).copy() for b in result.confidence_interval)
-    distribution = np.atleast_2d(result.bootstrap_distribution)
-    constant = np.ptp(distribution, axis=-1) == 0
-    low[constant], high[constant] = point[constant], point[constant]
-    return Interval(low, high, used, k, level)
+        result = run(n_resamples=n_resamples, method=used, rng=np.random.default_rng(seed))
+        low, high = (np.atleast_1d(np.asarray(b, dtype=np.float64)).copy() for b in result.confidence_interval)
+        distribution = np.atleast_2d(result.bootstrap_distribution)
+        constant = np.ptp(distribution, axis=-1) == 0
+        low[constant], high[constant] = point[constant], point[constant]
+        undefined = (np.isnan(low) | np.isnan(high)) & ~constant & np.isfinite(distribution).all(axis=-1)
+        methods = tuple("percentile" if u else used for u in undefined)
+        if undefined.any():  # percentile bounds of the same resamples (n_resamples=0: none drawn anew)
+            fallback = run(n_resamples=0, method="percentile", bootstrap_result=result)
+            for bound, values in zip((low, high), fallback.confidence_interval, strict=True):
+                bound[undefined] = np.atleast_1d(values)[undefined]
+    return Interval(low, high, methods, k, level)
