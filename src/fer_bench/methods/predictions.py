@@ -189,7 +189,7 @@ def metric_intervals(frame: pd.DataFrame, num_classes: int, eval_cfg, cluster_by
             values += [v, a, (v + a) / 2]
         return np.stack(values)
 
-    result = iv.bootstrap_interval(np.concatenate(stats, axis=1), value, clusters=clusters,
+    result = iv.bootstrap_interval(stats, value, clusters=clusters,
                                    n_resamples=eval_cfg.bootstrap, seed=eval_cfg.bootstrap_seed,
                                    level=eval_cfg.ci_level, method=eval_cfg.ci_method)
     out = {}

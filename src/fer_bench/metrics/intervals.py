@@ -150,30 +150,47 @@ def resample_weights(idx: np.ndarray, units: int) -> np.ndarray:
     return counts.reshape(*idx.shape[:-1], units).astype(np.float64)
 
 
-def bootstrap_interval(stats: np.ndarray, value: Callable[[np.ndarray], np.ndarray], *,
+class _Block:
+    """One block of unit statistics stored as its distinct rows and each unit's row code: a resample's sums are
+    ``counts of the codes @ distinct rows``. Image-level confusion cells have at most C² distinct rows, so the
+    counts are a small bincount instead of a (resamples × units) weight matrix."""
+
+    def __init__(self, per_unit: np.ndarray):
+        self.rows, self.codes = np.unique(per_unit, axis=0, return_inverse=True)
+        self.codes = self.codes.reshape(-1)
+
+    def sums(self, idx: np.ndarray) -> np.ndarray:
+        return resample_weights(self.codes[idx], len(self.rows)) @ self.rows
+
+
+def bootstrap_interval(stats: np.ndarray | list[np.ndarray], value: Callable[[np.ndarray], np.ndarray], *,
                        clusters: np.ndarray | None = None, n_resamples: int = 2000, seed: int = 0,
                        level: float = 0.95, method: str = "bca") -> Interval:
     """Interval of ``value(summed stats)`` from a seeded bootstrap over images (or over ``clusters``).
 
-    ``stats``: per-image additive statistics (n, d); ``value``: (..., d) sums → (m, ...) metric values (m outputs
-    from one resampling). Outputs whose bootstrap distribution is constant (e.g. every image right) get the point
+    ``stats``: per-image additive statistics (n, d), or a list of column blocks of them (each block is resampled
+    through its distinct rows: keep one-hot confusion cells in a block of their own); ``value``: (..., d) sums →
+    (m, ...) metric values (m outputs from one resampling). Outputs whose bootstrap distribution is constant (e.g. every image right) get the point
     value as both bounds. Where BCa is undefined (the point value outside the whole bootstrap distribution, e.g.
     the UAR of a model that predicts one class), that output gets the percentile interval of the same resamples.
     With fewer than two units the interval is undefined (NaN).
     """
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
-    per_unit = unit_stats(stats, clusters)
-    k = len(per_unit)
-    point = np.atleast_1d(value(per_unit.sum(axis=0)))
+    blocks = [unit_stats(np.asarray(b, dtype=np.float64), clusters) for b in (
+        stats if isinstance(stats, list | tuple) else [stats])]
+    k = len(blocks[0])
+    point = np.atleast_1d(value(np.concatenate([b.sum(axis=0) for b in blocks])))
     if k < 2:
         nan = np.full(point.shape, np.nan)
         return Interval(nan, nan, ("none",) * len(point), k, level)
     used = "BCa" if method == "bca" and k <= BCA_MAX_UNITS else "percentile"
 
+    compressed = [_Block(b) for b in blocks]
+
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
         idx = np.moveaxis(idx, axis, -1)
-        return value(resample_weights(idx, k) @ per_unit)
+        return value(np.concatenate([b.sums(idx) for b in compressed], axis=-1))
 
     def run(**kwargs):
         return scipy.stats.bootstrap((np.arange(k),), statistic, vectorized=True, confidence_level=level,
