@@ -147,7 +147,8 @@ def test_interval_settings_are_checked_at_config_time():
 
 
 def test_markdown_leaderboard_shows_the_interval_beside_each_test_value(tmp_path):
-    row = {"run_id": "r", "suite": "", "name": "baseline", "method": "baseline", "data": "synthetic", "seed": 0, "ckpt": "best", "selection": "val",
+    row = {"run_id": "r", "suite": "", "name": "baseline", "method": "baseline", "data": "synthetic", "seed": 0,
+           "ckpt": "best", "selection": "val",
            "test/acc": 0.912, "test/acc_lo": 0.901, "test/acc_hi": 0.923, "test/uar": 0.5, "ci_method": "BCa"}
     leaderboard.append(tmp_path, [row])
     text = (tmp_path / "leaderboard.md").read_text()

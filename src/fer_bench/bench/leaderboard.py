@@ -83,7 +83,9 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     for column in out.columns:
         bounds = _bounds(column, table.columns)
         if bounds:
-            out[column] = [_interval_cell(*cells) for cells in zip(table[column], *(table[b] for b in bounds))]
+            lo, hi = bounds
+            out[column] = [_interval_cell(v, low, high)
+                           for v, low, high in zip(table[column], table[lo], table[hi], strict=True)]
     return out
 
 

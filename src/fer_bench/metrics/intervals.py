@@ -170,10 +170,11 @@ def bootstrap_interval(stats: np.ndarray | list[np.ndarray], value: Callable[[np
 
     ``stats``: per-image additive statistics (n, d), or a list of column blocks of them (each block is resampled
     through its distinct rows: keep one-hot confusion cells in a block of their own); ``value``: (..., d) sums →
-    (m, ...) metric values (m outputs from one resampling). Outputs whose bootstrap distribution is constant (e.g. every image right) get the point
-    value as both bounds. Where BCa is undefined (the point value outside the whole bootstrap distribution, e.g.
-    the UAR of a model that predicts one class), that output gets the percentile interval of the same resamples.
-    With fewer than two units the interval is undefined (NaN).
+    (m, ...) metric values (m outputs from one resampling). Outputs whose bootstrap distribution is constant (e.g.
+    every image right) get the point value as both bounds. Where BCa is undefined (the point value outside the whole
+    bootstrap distribution, or every jackknife value equal, e.g. the UAR of a model that predicts one class), that
+    output gets the percentile interval of the same resamples. With fewer than two units the interval is undefined
+    (NaN).
     """
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
