@@ -19,12 +19,12 @@ from fer_bench.methods import predictions as P
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
         "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=16", "trainer.progress_bar=false",
-        "logger.wandb=false", "trainer.max_epochs=1", "seeds=[0]"]
+        "logger.wandb=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "seeds=[0]"]
 # On top of each method's `profile=cpu`; a method without an entry runs on its profile alone. Fit methods run the
 # faithful protocol, so that the per-epoch test (best_test_epoch) is covered too.
 METHOD_TINY = {
     "baseline": ["data.image_size=48", "method.protocol=faithful"],
-    "qcs": ["data.synth.size=64", "method.dim=32", "method.image_size=64", "method.heads=2", "data.batch_size=8",
+    "qcs": ["data.synth.size=32", "method.dim=32", "method.image_size=32", "method.heads=2", "data.batch_size=8",
             "method.protocol=faithful"],
     "multitask": ["data.space=basic7", "data.synth.classes=basic7", "data.image_size=48",
                   "method.protocol=faithful"],
@@ -72,7 +72,9 @@ def test_leaderboard_metrics_recomputed_from_the_predictions_file_are_exact(meth
             assert row[f"test/{name}_lo"] <= row[f"test/{name}_hi"]
         assert row["test/acc_lo"] <= row["test/acc"] <= row["test/acc_hi"]
         assert row["ci_method"].startswith("BCa") and row["ci_unit"] == "image"
-        if "test/ccc_v" in row and pd.notna(row["test/ccc_v"]):  # the multitask method's valence/arousal
+        with_va = {"valence", "target_valence"} <= set(frame)  # a method with valence/arousal outputs
+        assert with_va == ("test/ccc_v" in row and pd.notna(row["test/ccc_v"])), (row["ckpt"], with_va)
+        if with_va:
             for short, dim in (("v", "valence"), ("a", "arousal")):
                 known = frame[f"target_{dim}"].notna()
                 got = _np_ccc(frame.loc[known, dim].to_numpy(np.float64),
