@@ -150,17 +150,36 @@ def resample_weights(idx: np.ndarray, units: int) -> np.ndarray:
     return counts.reshape(*idx.shape[:-1], units).astype(np.float64)
 
 
-class _Block:
-    """One block of unit statistics stored as its distinct rows and each unit's row code: a resample's sums are
-    ``counts of the codes @ distinct rows``. Image-level confusion cells have at most C² distinct rows, so the
-    counts are a small bincount instead of a (resamples × units) weight matrix."""
+class _ResampledSums:
+    """The summed statistics of resamples given as rows of drawn unit indices (..., m) → (..., d).
 
-    def __init__(self, per_unit: np.ndarray):
-        self.rows, self.codes = np.unique(per_unit, axis=0, return_inverse=True)
-        self.codes = self.codes.reshape(-1)
+    A block with few distinct rows (image-level confusion cells: at most C²) is summed as ``counts of its row codes
+    @ distinct rows``, a small bincount; the other blocks (continuous statistics such as CCC's) share one weight
+    matrix over the units."""
 
-    def sums(self, idx: np.ndarray) -> np.ndarray:
-        return resample_weights(self.codes[idx], len(self.rows)) @ self.rows
+    def __init__(self, blocks: list[np.ndarray]):
+        units = len(blocks[0])
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []  # (columns, unit → row code, rows)
+        dense_columns, dense = [], []
+        start = 0
+        for block in blocks:
+            columns = np.arange(start, start + block.shape[1])
+            start += block.shape[1]
+            rows, codes = np.unique(block, axis=0, return_inverse=True)
+            if 4 * len(rows) <= units:
+                self.parts.append((columns, codes.reshape(-1), rows))
+            else:
+                dense_columns.append(columns)
+                dense.append(block)
+        if dense:
+            self.parts.append((np.concatenate(dense_columns), np.arange(units), np.concatenate(dense, axis=1)))
+        self.width = start
+
+    def __call__(self, idx: np.ndarray) -> np.ndarray:
+        out = np.empty((*idx.shape[:-1], self.width))
+        for columns, codes, rows in self.parts:
+            out[..., columns] = resample_weights(codes[idx], len(rows)) @ rows
+        return out
 
 
 def bootstrap_interval(stats: np.ndarray | list[np.ndarray], value: Callable[[np.ndarray], np.ndarray], *,
@@ -168,13 +187,13 @@ def bootstrap_interval(stats: np.ndarray | list[np.ndarray], value: Callable[[np
                        level: float = 0.95, method: str = "bca") -> Interval:
     """Interval of ``value(summed stats)`` from a seeded bootstrap over images (or over ``clusters``).
 
-    ``stats``: per-image additive statistics (n, d), or a list of column blocks of them (each block is resampled
-    through its distinct rows: keep one-hot confusion cells in a block of their own); ``value``: (..., d) sums →
-    (m, ...) metric values (m outputs from one resampling). Outputs whose bootstrap distribution is constant (e.g.
-    every image right) get the point value as both bounds. Where BCa is undefined (the point value outside the whole
-    bootstrap distribution, or every jackknife value equal, e.g. the UAR of a model that predicts one class), that
-    output gets the percentile interval of the same resamples. With fewer than two units the interval is undefined
-    (NaN).
+    ``stats``: per-image additive statistics (n, d), or a list of column blocks of them (keep one-hot confusion
+    cells in a block of their own: a block with few distinct rows is resampled through them); ``value``: (..., d)
+    sums → (m, ...) metric values (m outputs from one resampling). Outputs whose bootstrap distribution is
+    constant (e.g. every image right) get the point value as both bounds. Where BCa is undefined (the point value
+    outside the whole bootstrap distribution, or every jackknife value equal, e.g. the UAR of a model that predicts
+    one class), that output gets the percentile interval of the same resamples. With fewer than two units the
+    interval is undefined (NaN).
     """
     if method not in METHODS:
         raise ValueError(f"unknown interval method {method!r}; choose one of {', '.join(METHODS)}")
@@ -187,11 +206,10 @@ def bootstrap_interval(stats: np.ndarray | list[np.ndarray], value: Callable[[np
         return Interval(nan, nan, ("none",) * len(point), k, level)
     used = "BCa" if method == "bca" and k <= BCA_MAX_UNITS else "percentile"
 
-    compressed = [_Block(b) for b in blocks]
+    resampled_sums = _ResampledSums(blocks)
 
     def statistic(idx: np.ndarray, axis: int = -1) -> np.ndarray:
-        idx = np.moveaxis(idx, axis, -1)
-        return value(np.concatenate([b.sums(idx) for b in compressed], axis=-1))
+        return value(resampled_sums(np.moveaxis(idx, axis, -1)))
 
     def run(**kwargs):
         return scipy.stats.bootstrap((np.arange(k),), statistic, vectorized=True, confidence_level=level,
