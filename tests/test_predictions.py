@@ -5,6 +5,7 @@ equals the leaderboard's value; the rows carry bootstrap intervals, which ``eval
 from __future__ import annotations
 
 import os
+import re
 
 import numpy as np
 import pandas as pd
@@ -66,6 +67,9 @@ def test_leaderboard_metrics_recomputed_from_the_predictions_file_are_exact(meth
         probs = frame[[f"prob_{k}" for k in range(classes)]].to_numpy()
         assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-5)
         assert {"subject", "domain", "target", "pred"} <= set(frame) and frame["subject"].notna().all()
+        assert "target_au_12" in frame  # the synthetic faces' AU labels
+        if "test/au_f1" in row and pd.notna(row["test/au_f1"]):  # the multitask method's AU head at test time
+            assert [c for c in frame if re.fullmatch(r"au_\d+", c)], "the AU head's scores are kept"
         for name, ref in CLASSIFICATION.items():
             recomputed = np.float32(ref(frame["target"], frame["pred"]))
             assert recomputed == np.float32(row[f"test/{name}"]), (row["ckpt"], name)

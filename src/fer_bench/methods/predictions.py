@@ -8,7 +8,7 @@ comparison can be recomputed later (``fer-bench compare``, ``report group_by=``)
 - the record's own columns that are not labels: ``subject``, ``domain`` (where known) and any attribute columns;
 - ``target``: the class index in the file's ``class_names`` (metadata), ``pred``: the argmax of the logits (what the
   metrics count), ``prob_<k>``: softmax probabilities (float32) for every class k;
-- ``target_valence``, ``target_arousal`` (NaN where unknown), ``target_au<n>`` (the data set's AU labels) where the
+- ``target_valence``, ``target_arousal`` (NaN where unknown), ``target_au_<n>`` (the data set's AU labels) where the
   data has them; ``valence``, ``arousal``, ``au_<n>`` where the method outputs them.
 
 Parquet metadata ``fer_bench`` (JSON): ``class_names``, ``root``. Cross-domain targets get one file each
@@ -107,7 +107,7 @@ def prediction_frame(rows: pd.DataFrame, target: np.ndarray, outputs: dict[str, 
         frame["target_valence"], frame["target_arousal"] = np.where(known[:, None], va, np.nan).T
     for column in picked.columns:
         if re.fullmatch(r"au\d+", column):
-            frame[f"target_{column}"] = picked[column].to_numpy(np.float64)
+            frame[f"target_au_{column[2:]}"] = picked[column].to_numpy(np.float64)
     frame["pred"] = outputs["pred"].astype(np.int64)
     for k in range(outputs["prob"].shape[1]):
         frame[f"prob_{k}"] = outputs["prob"][:, k].astype(np.float32)
