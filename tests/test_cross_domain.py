@@ -13,6 +13,7 @@ from fer_bench.bench import runner
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.records import DataError
+from fer_bench.methods import predictions as P
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
         "data.synth.difficulty=easy", "data.image_size=48", "data.num_workers=0", "data.batch_size=16",
@@ -108,6 +109,12 @@ def test_eval_on_end_to_end_writes_xdom_columns_equal_to_a_recomputation(tmp_pat
             preds = [method(b["image"]).argmax(1) for b in dm.test_dataloader()]
         labels = dm.datasets["test"].label
         assert xdom[f"xdom/{target.name}/acc"] == pytest.approx((torch.cat(preds) == labels).float().mean().item())
+        # the target's predictions file: every test image once, its accuracy the column's, with an interval
+        kept, meta = P.read_predictions(run_dir / P.file_name("best", target.name))
+        assert meta["target_domain"] == target.name and len(kept) == len(labels)
+        acc = np.float32((kept["pred"] == kept["target"]).mean())
+        assert acc == np.float32(xdom[f"xdom/{target.name}/acc"])
+        assert xdom[f"xdom/{target.name}/acc_lo"] <= acc <= xdom[f"xdom/{target.name}/acc_hi"]
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     best = board[board["ckpt"] == "best"].iloc[0]
     for key in ("xdom/synthetic:wild/acc", "xdom/synthetic:gray48/uar"):

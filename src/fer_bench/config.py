@@ -120,6 +120,7 @@ class DataConfig:
     drop_outside_space: bool = False  # true: labels outside `space` are dropped and counted (AffectNet-7)
     folds: int = 10  # subject-independent folds of data sets without official splits (CK+, CFEE)
     fold: int = 0
+    cluster_by: str = "image"  # bootstrap unit of test intervals: image | subject | video (the `subject` column)
     cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
     request: str = ""
     group_columns: list[str] = field(default_factory=list)  # extra record columns kept for group_by (csv reader)
@@ -201,6 +202,16 @@ class LoggerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Confidence intervals of test metrics: a seeded bootstrap over test images (or ``data.cluster_by`` units)."""
+
+    bootstrap: int = 2000  # resamples; 0 turns intervals off
+    bootstrap_seed: int = 0
+    ci_level: float = 0.95
+    ci_method: str = "bca"  # bca | percentile (BCa falls back to percentile above 10,000 units)
+
+
+@dataclass
 class RunConfig:
     """Top-level schema; ``method`` is replaced by the selected method's own dataclass."""
 
@@ -211,6 +222,7 @@ class RunConfig:
     sched: SchedConfig = field(default_factory=SchedConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logger: LoggerConfig = field(default_factory=LoggerConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     seed: int = 0
     seeds: list[int] = field(default_factory=lambda: [0])
     runs_dir: str = "runs"
@@ -427,6 +439,8 @@ def _check_values(cfg: DictConfig) -> None:
         "data.ferplus.label_mode": ("majority", "probability"),
         "data.sampler": ("random", "balanced"),
         "data.target": ("expression", "compound"),
+        "data.cluster_by": ("image", "subject", "video"),
+        "eval.ci_method": ("bca", "percentile"),
         "optim.name": ("adam", "adamw", "sgd"),
         "sched.name": ("none", "cosine", "exponential"),
         "method.protocol": ("corrected", "faithful"),
@@ -439,6 +453,9 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.trainer.timeout_s <= 0:
         raise ConfigError(f"config key 'trainer.timeout_s' = {cfg.trainer.timeout_s}: give seconds > 0")
     _check_backbone_input(cfg)
+    if cfg.eval.bootstrap < 0 or not 0 < cfg.eval.ci_level < 1:
+        raise ConfigError(f"eval.bootstrap={cfg.eval.bootstrap}, eval.ci_level={cfg.eval.ci_level}: resamples must "
+                          "be >= 0 (0: no intervals) and the level within (0, 1)")
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")

@@ -30,6 +30,7 @@ from fer_bench.config import to_yaml
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.scenario import Scenario, build_scenario, class_keys
+from fer_bench.methods import predictions as P
 from fer_bench.methods.continual import Continual, check_config
 from fer_bench.metrics import continual as clm
 from fer_bench.metrics.classification import (
@@ -122,6 +123,19 @@ def _final_confmat(result: dict, scenario: Scenario) -> torch.Tensor:
     return confusion_matrix(torch.as_tensor(result["preds"]), torch.as_tensor(result["labels"]), seen)
 
 
+def _final_predictions(cfg, dm, scenario: Scenario, run_dir: Path, result: dict) -> dict:
+    """Write ``predictions_final.parquet`` (the last step's model on the test images of all seen classes);
+    returns the intervals of the final test metrics."""
+    outputs = P.batch_outputs(torch.as_tensor(result["index"]), {"logits": result["logits"]})
+    rows = P.split_rows(dm.records, "test")
+    root = P.records_root(dm.records)
+    frame = P.prediction_frame(rows, rows["head"].to_numpy(), outputs, root)
+    seen = scenario.seen(scenario.num_steps - 1)
+    P.write_predictions(frame, run_dir / P.file_name("final"), {"class_names": list(scenario.classes[:seen]),
+                                                               "root": root})
+    return P.metric_intervals(frame, seen, cfg.eval, cfg.data.cluster_by)
+
+
 def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds) -> None:
     strategy = cfg.method.strategy
     names = [", ".join(scenario.classes[c] for c in scenario.new_classes(s)) for s in range(scenario.num_steps)]
@@ -137,6 +151,7 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
         extra = run_fewshot(cfg, run_dir, scenario)
     if rank_zero_only.rank != 0:
         return
+    intervals = _final_predictions(cfg, dm, scenario, run_dir, result)
     plots = {"plots/acc_matrix": accuracy_matrix_png(
         rows, names, run_dir / "plots" / "acc_matrix.png",
         f"{strategy} on {cfg.data.name}, order {cfg.seed}: avg inc acc {metrics['cl/avg_inc_acc']:.3f}")}
@@ -156,14 +171,14 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
         "old_new_acc": clm.old_new_accuracies(rows, sizes), "forgetting_definition":
             "cl/forgetting = Chaudhry et al. 2018: mean over old tasks of (best earlier accuracy - final accuracy); "
             "cl/forgetting_first = Avalanche: mean of (accuracy right after learning - final accuracy)",
-        "cl": metrics, "final": final, "fewshot": extra, "fit_seconds": round(fit_seconds, 1),
+        "cl": metrics, "final": final | intervals, "fewshot": extra, "fit_seconds": round(fit_seconds, 1),
         "memory_per_class": {str(c): len(v) for c, v in method.memory.slots.items()}, **facts,
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     selection = "test fold per step (faithful; optimistic)" if cfg.method.protocol == "faithful" else "val per step"
     row = {"run_id": run_dir.name, "suite": cfg.suite or "", "name": cfg.run_name or f"continual/{strategy}",
            "method": f"continual/{strategy}", "data": cfg.data.name, "seed": cfg.seed, "ckpt": "final",
-           "selection": selection, **final, **metrics, **extra, "protocol": cfg.method.protocol,
+           "selection": selection, **final, **intervals, **metrics, **extra, "protocol": cfg.method.protocol,
            "steps": scenario.num_steps, "fit_seconds": round(fit_seconds, 1), **provenance(cfg, run_dir),
            "run_dir": str(run_dir), **facts}
     leaderboard.append(Path(cfg.results_dir), [row])

@@ -79,18 +79,19 @@ def infer(method, dataset, indices, fn, batch_size: int = 128) -> torch.Tensor:
 
 def evaluate(method, dm: FERDataModule, scenario: Scenario, step: int) -> dict:
     """Test images of all seen classes: the accuracy-matrix row R[step][j] (j ≤ step), test images per task,
-    and the predictions (argmax over the seen classes) with their labels."""
+    and the predictions (argmax over the seen classes) with their labels, logits and dataset indices."""
     test = dm.datasets["test"]
     labels = test.label.numpy()
     index = np.flatnonzero(labels < scenario.seen(step))
-    preds = infer(method, test, index, lambda x: method.logits(x).argmax(dim=1)).long().numpy()
+    logits = infer(method, test, index, method.logits)
+    preds = logits.argmax(dim=1).numpy()
     y = labels[index]
     tasks = scenario.task_of(y)
     sizes = [int((tasks == j).sum()) for j in range(step + 1)]
     if 0 in sizes:
         raise ValueError(f"task {sizes.index(0)} has no test images; the accuracy matrix needs every task tested")
     row = [float((preds[tasks == j] == y[tasks == j]).mean()) for j in range(step + 1)]
-    return {"row": row, "sizes": sizes, "preds": preds, "labels": y}
+    return {"row": row, "sizes": sizes, "preds": preds, "labels": y, "logits": logits, "index": index}
 
 
 def update_memory(cfg, method, dm: FERDataModule, scenario: Scenario, step: int) -> None:

@@ -32,6 +32,7 @@ from fer_bench.config import ConfigError, data_card
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import dataset_root
 from fer_bench.data.synthetic import SynthSpec
+from fer_bench.methods import predictions as P
 from fer_bench.metrics.classification import accuracy_from_confmat, confusion_matrix, f1_from_confmat, uar_from_confmat
 
 log = logging.getLogger(__name__)
@@ -115,8 +116,10 @@ def _autocast(cfg: DictConfig, device: torch.device):
 
 
 @torch.inference_mode()
-def confusion_on(method, loader, heads: list[int], target_to_shared: np.ndarray, cfg: DictConfig) -> torch.Tensor:
-    """Confusion matrix over the shared classes of ``method``'s inference path on ``loader``."""
+def confusion_on(method, loader, heads: list[int], target_to_shared: np.ndarray, cfg: DictConfig,
+                 collector: P.PredictionCollector | None = None) -> torch.Tensor:
+    """Confusion matrix over the shared classes of ``method``'s inference path on ``loader``; the per-image
+    outputs (logits of the shared classes) go to ``collector``."""
     device = _device(cfg)
     method.to(device).eval()
     mapping = torch.as_tensor(target_to_shared)
@@ -129,22 +132,41 @@ def confusion_on(method, loader, heads: list[int], target_to_shared: np.ndarray,
         images = method.on_after_batch_transfer({"image": batch["image"][keep].to(device)}, 0)["image"]
         with _autocast(cfg, device):
             logits = method.inference_outputs(images)["logits"]
-        cm += confusion_matrix(logits.float()[:, heads].cpu(), labels[keep], len(heads))
+        shared = logits.float()[:, heads].cpu()
+        cm += confusion_matrix(shared, labels[keep], len(heads))
+        if collector is not None:
+            collector.add(batch["index"][keep], {"logits": shared})
     return cm
 
 
-def evaluate(cfg: DictConfig, targets: list[Target], method) -> dict:
+def evaluate(cfg: DictConfig, targets: list[Target], method, run_dir: Path | None = None) -> dict:
     """Score ``method`` (the selected checkpoint already loaded) on every target's test split; returns the run's
-    ``train_set`` and ``xdom/<target>/{acc,uar,f1}``."""
+    ``train_set`` and ``xdom/<target>/{acc,uar,f1}`` with their intervals. With ``run_dir``, each target's
+    predictions go to ``predictions_best_xdom_<target>.parquet`` (classes: the shared ones)."""
     results: dict = {"train_set": set_name(cfg.data)}
     for target in targets:
         datamodule = FERDataModule(target.data, method.data_needs(), seed=cfg.seed)
         datamodule.prepare_data()
         datamodule.setup("test")
         heads, target_to_shared = shared_classes(cfg.data.space, target.data.space)
-        cm = confusion_on(method, datamodule.test_dataloader(), heads, target_to_shared, cfg)
+        collector = P.PredictionCollector()
+        cm = confusion_on(method, datamodule.test_dataloader(), heads, target_to_shared, cfg, collector)
         scores = {"acc": accuracy_from_confmat(cm), "uar": uar_from_confmat(cm), "f1": f1_from_confmat(cm)}
         results |= {f"xdom/{target.name}/{k}": float(v) for k, v in scores.items()}
+        outputs = collector.gather(across_ranks=False)  # this process alone scored the whole split
+        if outputs is not None:
+            records = datamodule.records
+            rows = P.split_rows(records, "test")
+            frame = P.prediction_frame(rows, target_to_shared[rows["head"].to_numpy()], outputs,
+                                       P.records_root(records))
+            if run_dir is not None:
+                names = [L.class_names(cfg.data.space)[h] for h in heads]
+                P.write_predictions(frame, Path(run_dir) / P.file_name("best", target.name),
+                                    {"class_names": names, "root": P.records_root(records),
+                                     "target_domain": target.name})
+            intervals = P.metric_intervals(frame, len(heads), cfg.eval, target.data.cluster_by,
+                                           prefix=f"xdom/{target.name}/")
+            results |= {k: v for k, v in intervals.items() if k.startswith("xdom/")}
         log.info("xdom %s → %s: acc %.4f on %d images of %d shared classes", results["train_set"], target.name,
                  results[f"xdom/{target.name}/acc"], int(cm.sum()), len(heads))
     return results

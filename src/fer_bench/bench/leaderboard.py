@@ -62,6 +62,36 @@ def append(results_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
+def _interval_cell(value: float, low: float, high: float) -> str:
+    """``0.9120 [0.9010, 0.9230]``: a test value with its bootstrap interval (the value alone without bounds)."""
+    if pd.isna(value):
+        return ""
+    if pd.isna(low) or pd.isna(high):
+        return f"{value:.4f}"
+    return f"{value:.4f} [{low:.4f}, {high:.4f}]"
+
+
+def _bounds(column: str, columns) -> tuple[str, str] | None:
+    lo, hi = f"{column}_lo", f"{column}_hi"
+    return (lo, hi) if lo in columns and hi in columns else None
+
+
+def _is_bound(column: str, columns) -> bool:
+    return column.endswith(("_lo", "_hi")) and column[:-3] in columns
+
+
+def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
+    """Every metric that has ``<metric>_lo`` / ``_hi`` columns shown as one cell with its interval."""
+    out = table.drop(columns=[c for c in table.columns if _is_bound(c, table.columns)])
+    for column in out.columns:
+        bounds = _bounds(column, table.columns)
+        if bounds:
+            lo, hi = bounds
+            out[column] = [_interval_cell(v, low, high)
+                           for v, low, high in zip(table[column], table[lo], table[hi], strict=True)]
+    return out
+
+
 def _mean_std(values: pd.Series) -> str:
     values = values.dropna()
     if values.empty:
@@ -84,16 +114,20 @@ def _provenance_line(group: pd.DataFrame) -> str:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per suite, run name, data set and checkpoint kind, with a provenance line."""
+    """Mean ± std over seeds per suite, run name, data set and checkpoint kind (a single seed: its value with
+    its bootstrap interval), with a provenance line."""
     table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
                          name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
-    metric_cols = [c for c in table.columns if "/" in c]
+    metric_cols = [c for c in table.columns if "/" in c and not _is_bound(c, table.columns)]
     rows = []
     for keys, group in table.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
         if _init_notes(group):
             row["name"] = f"{row['name']} {INIT_MARK}"
         row.update({c: _mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
+        if len(group) == 1:  # one seed: its bootstrap interval instead of a spread over seeds
+            row.update({c: _interval_cell(*group[[c, *_bounds(c, group.columns)]].iloc[0]) for c in metric_cols
+                        if group[c].notna().any() and _bounds(c, group.columns)})
         rows.append(row | {"provenance": _provenance_line(group)})
     return pd.DataFrame(rows).fillna("")
 
@@ -108,8 +142,11 @@ def init_footnotes(table: pd.DataFrame) -> str:
 
 
 def render(table: pd.DataFrame) -> str:
-    """Markdown: the summary (mean ± std over seeds) and every row."""
-    parts = ["# fer-bench leaderboard", "", "## Summary (mean ± std over seeds)", "",
-             summary(table).to_markdown(index=False), "", init_footnotes(table), "", "## All runs", "",
-             table.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4f"), ""]
+    """Markdown: the summary (mean ± std over seeds) and every row, test values with their 95 % intervals."""
+    parts = ["# fer-bench leaderboard", "",
+             "## Summary (mean ± std over seeds; one seed: value [bootstrap interval])", "",
+             summary(table).to_markdown(index=False), "", init_footnotes(table), "",
+             "## All runs (value [bootstrap interval])", "",
+             with_intervals(table.drop(columns=["run_dir"], errors="ignore")).to_markdown(index=False,
+                                                                                         floatfmt=".4f"), ""]
     return "\n".join(parts)

@@ -7,7 +7,8 @@ batch size and image size for all):
   model and the same preloaded batches (ratio = framework overhead);
 - data-pipeline images/s (decode + albumentations + collate with the configured workers) vs training images/s;
 - inference images/s (batch 64) and latency (batch 1) in PyTorch eager and through the exported ONNX model;
-- peak memory of the training measurement.
+- peak memory of the training measurement;
+- the test intervals' bootstrap (acc, UAR, F1 of a 3,000-image test set, 2,000 BCa resamples) on one core.
 
 Every figure is the median of ``reps`` timed repetitions after a warm-up, with its min–max spread; both sides of a
 ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) and ``<out>/perf.md``.
@@ -24,18 +25,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from fer_bench.bench.export import export_onnx
 from fer_bench.bench.inference import RunModel
 from fer_bench.bench.runner import build_method, build_trainer
-from fer_bench.config import build_config
+from fer_bench.config import EvalConfig, build_config
 from fer_bench.data.datamodule import FERDataModule
+from fer_bench.methods import predictions
 from fer_bench.methods.base import FERMethod
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.models.cafe_losses import diversity_loss, separation_loss
@@ -56,6 +60,7 @@ TARGETS = {
     "qcs_quadruplet_vs_baseline_step": ("<=", 4.5),
     "qcs_inference_vs_base_branch": ("<=", 1.05),
     "cafe_frozen_tower_gradients": ("<=", 0),
+    "bootstrap_intervals_seconds": ("<=", 2.0),
 }
 
 
@@ -309,6 +314,21 @@ def frozen_tower_target(method, images: torch.Tensor) -> dict:
                        f"{with_grad} of {tensors} tower tensors with a gradient; output graph: {bool(graph)}")
 
 
+def measure_bootstrap(reps: int, images: int = 3000, resamples: int = 2000, classes: int = 7) -> tuple[dict, dict]:
+    """Seconds for the intervals of one test report (``predictions.metric_intervals``: acc, UAR, F1 of ``images``
+    predictions at 90 % accuracy, ``resamples`` BCa resamples) with numpy and BLAS held to one thread."""
+    rng = np.random.default_rng(0)
+    target = rng.integers(0, classes, images)
+    frame = pd.DataFrame({"target": target, "pred": np.where(rng.random(images) < 0.9, target,
+                                                             rng.integers(0, classes, images))})
+    eval_cfg = OmegaConf.structured(EvalConfig(bootstrap=resamples))
+    with threadpool_limits(limits=1):
+        timing = time_reps(lambda: predictions.metric_intervals(frame, classes, eval_cfg), reps)
+    what = f"{resamples} resamples x {images} images, acc+uar+f1, BCa, 1 thread"
+    return (_row("-", "bootstrap intervals (one test report)", timing, timing.median, "s", what),
+            _target_row("-", "bootstrap_intervals_seconds", timing.median, what))
+
+
 def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
     low, high = (timing.spread if timing else (value, value))
     return {"method": method, "measure": measure, "value": value, "unit": unit,
@@ -391,6 +411,9 @@ def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int 
             method_rows, method_targets, kept[name] = perf_method(name, overrides, reps, steps, Path(tmp), backbone)
             rows += method_rows
             targets += method_targets
+    bootstrap_row, bootstrap_target = measure_bootstrap(reps)
+    rows.append(bootstrap_row)
+    targets.append(bootstrap_target)
     if "qcs" in kept and "baseline" in kept:
         q, b = kept["qcs"], kept["baseline"]
         targets.append(_target_row("qcs", "qcs_quadruplet_vs_baseline_step", q["step"] / b["step"],
@@ -411,7 +434,8 @@ def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[st
         spread=[f"{lo:,.1f}–{hi:,.1f}" if n > 1 else "" for lo, hi, n in
                 zip(measures["spread_low"], measures["spread_high"], measures["reps"], strict=True)],
     )[["method", "measure", "value", "unit", "spread", "note"]]
-    targets = verdicts.assign(ratio=[f"{r:.0f}" if TARGETS[t][1] == 0 else f"{r:.2f}×"  # counts, not ratios
+    targets = verdicts.assign(ratio=[f"{r:.0f}" if TARGETS[t][1] == 0 else f"{r:.2f} s" if t.endswith("seconds")
+                                     else f"{r:.2f}×"  # counts and seconds, not ratios
                                      for t, r in zip(verdicts["target"], verdicts["ratio"], strict=True)])
     threads = torch.get_num_threads()
     return (

@@ -23,6 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_bench import __version__
 from fer_bench.data.records import SPLITS
+from fer_bench.data.splits import common_root
 
 # Keys that label or place a run rather than define what it computes.
 NOT_RECIPE = ("seed", "seeds", "run_name", "runs_dir", "results_dir", "logger", "suite", "trainer.progress_bar")
@@ -50,7 +51,7 @@ def _relative_lists(splits_dir: Path) -> dict[str, list[str]]:
     paths = [p for items in lists.values() for p in items]
     if not paths:
         return {}
-    root = os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
+    root = common_root(paths)
     return {name: [os.path.relpath(p, root) for p in items] for name, items in lists.items()}
 
 

@@ -35,10 +35,12 @@ from fer_bench.config import load_run_config, to_yaml
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.labels import class_names
 from fer_bench.methods import METHODS
+from fer_bench.methods import predictions as P
 from fer_bench.methods.base import FERMethod
 from fer_bench.resume import default_checkpoint
 
 CKPT_KINDS = ("best", "last")
+EPOCH_PREDICTIONS = "predictions_test_epoch"  # protocol=faithful: per-epoch test predictions until one is selected
 
 
 def session_stamp() -> str:
@@ -92,6 +94,7 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
     """Load a checkpoint kind, test it, and read back the report the method wrote (files survive ddp_spawn)."""
     load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
     method.report_path = run_dir / f"{report_name}_{kind}.json"
+    method.predictions_path = run_dir / P.file_name(kind)  # a re-test rewrites the checkpoint's predictions
     # A CSV logger of its own: under ddp_spawn each launch re-creates the writer, which deletes an existing
     # metrics.csv, so sharing the fit's logger would wipe logs/metrics.csv (and the previous test's rows).
     loggers = [lg for lg in loggers if not isinstance(lg, CSVLogger)] + [
@@ -132,6 +135,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
+    if needs.test_every_epoch:
+        method.epoch_predictions_dir = run_dir / EPOCH_PREDICTIONS
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
                                splits_from=run_dir / "splits" if ckpt else None)
     if resume and rank_zero_only.rank == 0:
@@ -169,12 +174,16 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         }
         rows = [_leaderboard_row(cfg, summary, kind, run_dir) | facts for kind in CKPT_KINDS]
         if needs.test_every_epoch:
-            summary["best_test_epoch"] = best_test_epoch(run_dir / "logs" / "metrics.csv")
-            rows.append({**rows[0], "ckpt": "best_test_epoch", "selection": "test (faithful; optimistic)",
-                         **summary["best_test_epoch"]})
+            selected = best_test_epoch(run_dir / "logs" / "metrics.csv")
+            frame = P.keep_epoch(run_dir / EPOCH_PREDICTIONS, selected["selected_epoch"],
+                                 run_dir / P.file_name("best_test_epoch"))
+            summary["best_test_epoch"] = selected | P.metric_intervals(frame, method.num_classes, cfg.eval,
+                                                                        cfg.data.cluster_by)
+            rows.append({**{k: v for k, v in rows[0].items() if not k.startswith("test/")}, "ckpt": "best_test_epoch",
+                         "selection": "test (faithful; optimistic)", **summary["best_test_epoch"]})
         if targets:  # the val-selected checkpoint on every eval_on set
             load_weights(method, run_dir / "checkpoints" / "best.ckpt")
-            summary["xdom"] = cross_domain.evaluate(cfg, targets, method)
+            summary["xdom"] = cross_domain.evaluate(cfg, targets, method, run_dir)
             rows[0] |= summary["xdom"]
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         leaderboard.append(Path(cfg.results_dir), rows)
@@ -187,7 +196,8 @@ def best_test_epoch(metrics_csv: Path) -> dict:
     """The paper-style figure: the test metrics of the epoch with the highest test accuracy."""
     history = pd.read_csv(metrics_csv).dropna(subset=["test_epoch/acc"])
     best = history.loc[history["test_epoch/acc"].idxmax()]
-    scores = {f"test/{k}": float(best[f"test_epoch/{k}"]) for k in ("acc", "uar", "f1")}
+    scores = {f"test/{k.split('/', 1)[1]}": float(best[k]) for k in history.columns
+              if k.startswith("test_epoch/") and k != "test_epoch/loss" and pd.notna(best[k])}
     return scores | {"selected_epoch": int(best["epoch"])}
 
 

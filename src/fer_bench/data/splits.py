@@ -3,6 +3,7 @@ stratified, subject-grouped when subjects are known), and save/restore the id li
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +52,11 @@ def assign_splits(records: pd.DataFrame, label: pd.Series, val_fraction: float, 
         val = _carve(codes[train], sub_groups, val_fraction, seed + 1)
         split.iloc[train[val]] = "val"
     return split
+
+
+def common_root(paths: list[str]) -> str:
+    """The folder split ids are taken relative to: the common folder of all the paths (of one path, its folder)."""
+    return os.path.commonpath(paths) if len(paths) > 1 else os.path.dirname(paths[0])
 
 
 def save_splits(records: pd.DataFrame, split: pd.Series, folder: Path) -> None:

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from torchmetrics import Metric
 
+from fer_bench.methods import predictions as P
 from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.metrics import ClassificationMetrics
 from fer_bench.models.sam import SAM
@@ -39,6 +40,11 @@ class FERMethod(pl.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "class_names": class_names})
         self.eval_metrics = torch.nn.ModuleDict({s: ClassificationMetrics(self.num_classes) for s in STAGES})
         self.report_path: Path | None = None
+        # Where the test writes the predictions file (methods/predictions.py), and with protocol=faithful the folder
+        # of the per-epoch test predictions (one file per epoch; the runner keeps the selected epoch's).
+        self.predictions_path: Path | None = None
+        self.epoch_predictions_dir: Path | None = None
+        self.predictions = P.PredictionCollector()
 
     # memory layout ---------------------------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
@@ -71,18 +77,26 @@ class FERMethod(pl.LightningModule):
         return {"logits": self(images)}
 
     # evaluation ----------------------------------------------------------------------------------------------
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def _eval_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
+        """Update the stage's metrics; returns the batch's named outputs (``logits`` first, as
+        ``inference_outputs``) for the predictions file."""
         logits = self(batch["image"])
         loss = F.cross_entropy(logits, batch["label"])
         self.eval_metrics[stage].update(logits.detach(), batch["label"])
         self.log(f"{stage}/loss", loss, on_step=False, on_epoch=True, sync_dist=True,
                  batch_size=batch["label"].shape[0], add_dataloader_idx=False)
+        return {"logits": logits}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, VAL_LOADER_STAGES[dataloader_idx])
+        stage = VAL_LOADER_STAGES[dataloader_idx]
+        outputs = self._eval_step(batch, stage)
+        if stage == "test_epoch" and self.epoch_predictions_dir is not None and not self.trainer.sanity_checking:
+            self.predictions.add(batch["index"], outputs)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
-        self._eval_step(batch, "test")
+        outputs = self._eval_step(batch, "test")
+        if self.predictions_path is not None:
+            self.predictions.add(batch["index"], outputs)
 
     def on_train_start(self) -> None:
         for stage in VAL_LOADER_STAGES:
@@ -99,6 +113,23 @@ class FERMethod(pl.LightningModule):
             if self.eval_metrics[stage].update_count:
                 self._log_epoch_metrics(stage)
                 self.eval_metrics[stage].reset()
+        if self.epoch_predictions_dir is not None and not self.trainer.sanity_checking:
+            frame = self._gathered_predictions()
+            if frame is not None:
+                P.write_predictions(frame, self.epoch_predictions_dir / f"epoch_{self.current_epoch}.parquet",
+                                    self._predictions_meta())
+
+    def _gathered_predictions(self):
+        """All ranks' collected test outputs as the predictions table on rank 0 (a collective; None elsewhere)."""
+        outputs = self.predictions.gather()
+        if outputs is None or self.global_rank != 0:
+            return None
+        records = self.trainer.datamodule.records
+        rows = P.split_rows(records, "test")
+        return P.prediction_frame(rows, rows["head"].to_numpy(), outputs, P.records_root(records))
+
+    def _predictions_meta(self) -> dict:
+        return {"class_names": self.class_names, "root": P.records_root(self.trainer.datamodule.records)}
 
     def on_test_epoch_end(self) -> None:
         values = self._log_epoch_metrics("test")
@@ -111,6 +142,10 @@ class FERMethod(pl.LightningModule):
             "class_names": self.class_names,
         }
         metric.reset()
+        frame = self._gathered_predictions() if self.predictions_path is not None else None
+        if frame is not None:
+            P.write_predictions(frame, self.predictions_path, self._predictions_meta())
+            report["metrics"] |= P.metric_intervals(frame, self.num_classes, self.cfg.eval, self.cfg.data.cluster_by)
         if self.report_path is not None and self.global_rank == 0:
             self.report_path.parent.mkdir(parents=True, exist_ok=True)
             self.report_path.write_text(json.dumps(report, indent=2))

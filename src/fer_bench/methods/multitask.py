@@ -128,7 +128,7 @@ class Multitask(FERMethod):
         return total
 
     # evaluation ------------------------------------------------------------------------------------------------
-    def _eval_step(self, batch: dict, stage: str) -> None:
+    def _eval_step(self, batch: dict, stage: str) -> dict[str, torch.Tensor]:
         embedding = self.net.embed(batch["image"])
         scores = self.net.scores(embedding)
         logits, va = self.net.split(scores)
@@ -140,20 +140,30 @@ class Multitask(FERMethod):
             logits7, labels7 = drop_class(logits, labels, self.contempt)
             if len(labels7):
                 self.acc7[stage].update(logits7, labels7)
-        if "va" in batch and va is not None:
-            known = tasks.va_known(batch["va"])
-            if known.any():
-                self.va_metrics[stage].update(va[known].clamp(-1, 1), batch["va"][known])
+        outputs = {"logits": logits}
+        if va is not None:  # an expression-only network has no valence/arousal outputs
+            va = va.clamp(-1, 1)
+            outputs |= {"valence": va[:, 0], "arousal": va[:, 1]}
+            if "va" in batch:
+                known = tasks.va_known(batch["va"])
+                if known.any():
+                    self.va_metrics[stage].update(va[known], batch["va"][known])
         if stage == "test" and self.au_head is not None:
-            self._update_au(embedding if self.au_settings.inputs == "embedding" else scores, batch["au"])
+            probs = self._update_au(embedding if self.au_settings.inputs == "embedding" else scores, batch["au"])
+            outputs |= {f"au_{a}": probs[:, j] for j, a in enumerate(self.au_settings.aus)}
+        return outputs
 
-    def _update_au(self, features: torch.Tensor, au: torch.Tensor) -> None:
+    def _update_au(self, features: torch.Tensor, au: torch.Tensor) -> torch.Tensor:
+        """Score every image with the AU head, update the AU metrics on those with all AUs labelled; returns the
+        AU probabilities (B, A)."""
         target, known = tasks.au_targets(au[:, self.au_columns].cpu().numpy(), self.au_settings.au_presence)
+        probs = tasks.predict(self.au_settings, self.au_head, features.float().cpu()).to(self.device)
         if known.any():
-            probs = tasks.predict(self.au_settings, self.au_head, features.float().cpu()[known]).to(self.device)
-            target = torch.as_tensor(target[known], device=self.device)
-            self.au_f1.update(probs, target)
-            self.au_f1_all_pos.update(probs, target)
+            known = torch.as_tensor(known, device=self.device)
+            target = torch.as_tensor(target, device=self.device)[known]
+            self.au_f1.update(probs[known], target)
+            self.au_f1_all_pos.update(probs[known], target)
+        return probs
 
     def _log_epoch_metrics(self, stage: str) -> dict[str, float]:
         values = super()._log_epoch_metrics(stage)
