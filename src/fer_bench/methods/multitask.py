@@ -31,7 +31,7 @@ from fer_bench.methods.base import STAGES, FERMethod
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.metrics import AUF1, CCC, ClassificationMetrics, tune_thresholds
 from fer_bench.metrics.classification import f1_from_confmat
-from fer_bench.models.multitask_net import build_multitask_net, class_weights, expression_loss, va_loss
+from fer_bench.models.multitask_net import build_multitask_net, class_weights, multitask_loss
 
 
 def drop_class(logits: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -112,9 +112,8 @@ class Multitask(FERMethod):
         logits, va = self.net.split(self.net(batch["image"]))
         m = self.cfg.method
         weight = self.class_weight if m.class_weights else None
-        ce = expression_loss(logits, batch["label"], weight, m.label_smoothing)
-        loss_v, loss_a = va_loss(va, batch["va"]) if "va" in batch else (ce * 0.0, ce * 0.0)
-        return ce + loss_v + loss_a, {"train/loss_ce": ce, "train/loss_v": loss_v, "train/loss_a": loss_a}
+        total, parts = multitask_loss(logits, va, batch["label"], batch.get("va"), weight, m.label_smoothing)
+        return total, {f"train/{k}": v for k, v in parts.items()}
 
     def training_step(self, batch, batch_idx):
         if len(batch["label"]) < self.train_batch:

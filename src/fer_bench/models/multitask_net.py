@@ -126,7 +126,7 @@ def expression_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Te
 def va_loss(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(1 − CCC_V)/2 and (1 − CCC_A)/2, each over the rows whose target is known (finite and ≥ −1).
 
-    Batch CCC with unbiased statistics and an ε (``metrics.ccc_loss``); fewer than two known rows give 0.
+    Batch CCC with unbiased statistics and an ε floor under the denominator (``metrics.ccc_loss``); fewer than two known rows give 0.
     """
     terms = []
     for k in range(2):
@@ -136,3 +136,13 @@ def va_loss(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
         else:
             terms.append(ccc_loss(preds[known, k], target[known, k]) / 2)
     return terms[0], terms[1]
+
+
+def multitask_loss(logits: torch.Tensor, va: torch.Tensor, labels: torch.Tensor, va_target: torch.Tensor | None,
+                   weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """HSEmotion's MTL loss (``MultiTaskLossWrapper``): expression loss + (1 − CCC_V)/2 + (1 − CCC_A)/2, weight 1
+    on each; without V/A targets (``va_target`` None) the V/A terms are 0. Returns (total, {name: term})."""
+    ce = expression_loss(logits, labels, weight, label_smoothing)
+    loss_v, loss_a = va_loss(va, va_target) if va_target is not None else (ce * 0.0, ce * 0.0)
+    return ce + loss_v + loss_a, {"loss_ce": ce, "loss_v": loss_v, "loss_a": loss_a}
