@@ -40,6 +40,8 @@ verbs:
                                            fit a head on frozen features (train), select/tune on val, score test
   convert src=OLD.pt backbone=NAME out=NEW.pt --trust-pickle
                                            rebuild a pickled HSEmotion model as a plain state_dict (unsafe input)
+  convert src=DDAMNet.pth backbone=ddamfn out=NEW.pt [--trust-pickle]
+                                           an official DDAMNet(num_class=10) checkpoint as a ddamfn MultitaskNet
 """
 
 
@@ -243,6 +245,8 @@ def cmd_downstream(args: list[str]) -> None:
 
 
 def cmd_convert(args: list[str]) -> None:
+    if "backbone=ddamfn" in args:
+        return cmd_convert_ddamnet(args)
     usage = "fer-bench convert src=<pickled model.pt> backbone=<name> out=<state_dict.pt> [image_size=N] --trust-pickle"
     trusted = "--trust-pickle" in args
     a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {"image_size": ""})
@@ -254,6 +258,17 @@ def cmd_convert(args: list[str]) -> None:
     net = convert.convert(a["src"], a["backbone"], a["out"], int(a["image_size"]) if a["image_size"] else None)
     print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {net.num_classes} + 2); "
           f"use method.weights={a['out']}")
+
+
+def cmd_convert_ddamnet(args: list[str]) -> None:
+    usage = "fer-bench convert src=<DDAMNet checkpoint.pth> backbone=ddamfn out=<state_dict.pt> [--trust-pickle]"
+    trusted = "--trust-pickle" in args
+    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
+    from fer_bench.models import ddamfn_convert
+
+    net = ddamfn_convert.convert_ddamnet(a["src"], a["out"], trust_pickle=trusted)
+    print(f"{a['out']}: ddamfn ({len(net.backbone.heads)} heads) + Linear(512, {net.num_classes} + 2); "
+          f"use backbone.name=ddamfn method.weights={a['out']}")
 
 
 def cmd_sweep(args: list[str]) -> None:

@@ -23,6 +23,7 @@ from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.models import backbones
 from fer_bench.models.heads import ExpandableHead
 
+
 @dataclass(frozen=True)
 class Strategy:
     """What a variant changes: distillation from the base model, how the memory selects, joint training."""
