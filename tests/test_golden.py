@@ -55,7 +55,8 @@ def check(actual, expected: np.ndarray, tol: tuple[float, float], what: str) -> 
 def test_csa_block_matches_official(case, dtype):
     d, tol = load("qcs_csa.npz"), CSA_TOLERANCE[dtype]
     variant = "sd" if case.startswith("sd") else case
-    csa = CrossSimilarityAttention(int(d["C"]), variant, scope="batch").to(dtype)
+    scope = build_config(["method=qcs"]).method.csa.scope  # the official min/max over the whole batch
+    csa = CrossSimilarityAttention(int(d["C"]), variant, scope=scope).to(dtype)
     state = {k.removeprefix("param."): torch.from_numpy(d[k]) for k in d if k.startswith("param.")}
     if variant == "sd":
         state["theta"] = torch.from_numpy(d[f"{case}.theta"])
