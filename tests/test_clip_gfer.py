@@ -248,8 +248,7 @@ def test_total_loss_and_inference_path(monkeypatch):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     assert set(terms) == {"train/l_cls", "train/l_sep", "train/l_div", "train/mask_mean"}
     calls = []
-    monkeypatch.setattr(clip_gfer_module, "separation_loss", lambda *a: calls.append(a))
-    monkeypatch.setattr(clip_gfer_module, "diversity_loss", lambda *a: calls.append(a))
+    monkeypatch.setattr(clip_gfer_module, "cafe_loss", lambda *a: calls.append(a))
     method.eval()
     with torch.no_grad():
         torch.testing.assert_close(method(images), method.net.fc(method.net.tower(images) * method.net.mask(images)))

@@ -51,6 +51,8 @@ verbs:
                                            rebuild a pickled HSEmotion model as a state_dict + metadata (unsafe input)
   convert format=qcs src=QCS.pth labels=rafdb|ferplus|affectnet out=NEW.pt [--trust-pickle]
                                            map a released QCS/DCS checkpoint onto fer-bench's QCS network
+  convert src=DDAMNet.pth backbone=ddamfn out=NEW.pt [--trust-pickle]
+                                           an official DDAMNet(num_class=10) checkpoint as a ddamfn MultitaskNet
 """
 
 
@@ -303,6 +305,8 @@ def cmd_convert(args: list[str]) -> None:
     fmt, args = _pop(args, "format", "hsemotion")
     if fmt == "qcs":
         return cmd_convert_qcs(args)
+    if "backbone=ddamfn" in args:
+        return cmd_convert_ddamnet(args)
     usage = ("fer-bench convert src=<pickled model.pt> backbone=<name> out=<weights.pt> [input_size=N] "
              "[mean=R,G,B] [std=R,G,B] --trust-pickle")
     trusted = "--trust-pickle" in args
@@ -335,6 +339,17 @@ def cmd_convert_qcs(args: list[str]) -> None:
           f"order ({done.space}); {len(done.dropped)} unused official tensors dropped.\n"
           f"whole network (a {done.space} data set): method=qcs method.weights={a['out']} {keys}\n"
           f"IR-50 trunk only (QCS\u2021 init): method.trunk_weights={a['out']}")
+
+
+def cmd_convert_ddamnet(args: list[str]) -> None:
+    usage = "fer-bench convert src=<DDAMNet checkpoint.pth> backbone=ddamfn out=<state_dict.pt> [--trust-pickle]"
+    trusted = "--trust-pickle" in args
+    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
+    from fer_bench.models import ddamfn_convert
+
+    net = ddamfn_convert.convert_ddamnet(a["src"], a["out"], trust_pickle=trusted)
+    print(f"{a['out']}: ddamfn ({len(net.backbone.heads)} heads) + Linear(512, {net.num_classes} + 2); "
+          f"use backbone.name=ddamfn method.weights={a['out']}")
 
 
 def cmd_sweep(args: list[str]) -> None:

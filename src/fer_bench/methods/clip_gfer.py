@@ -14,7 +14,7 @@ from omegaconf import OmegaConf
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.models.cafe_losses import DIVERSITY_FORMS, ChannelGroups, diversity_loss, separation_loss
+from fer_bench.models.cafe_losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
 from fer_bench.models.cafe_net import CafeNet, MaskNet
 from fer_bench.models.clip_tower import ClipImageTower, create_clip_vit
 
@@ -75,15 +75,13 @@ class ClipGfer(FERMethod):
         features, mask = self.net.parts(images)
         masked = features if mask is None else features * mask
         logits = self.net.fc(masked)
-        l_cls = F.cross_entropy(logits, labels)
         if mask is None:
+            l_cls = F.cross_entropy(logits, labels)
             return l_cls, logits, {"train/l_cls": l_cls}
         drop = self.groups.drop_mask(m.drop, self.drop_generator(images.device))
-        l_sep = separation_loss(masked, labels, self.groups, drop)
-        l_div = diversity_loss(masked, self.groups, m.div)
-        terms = {"train/l_cls": l_cls, "train/l_sep": l_sep, "train/l_div": l_div,
-                 "train/mask_mean": mask.detach().mean()}
-        return l_cls + m.lam * l_sep + m.beta * l_div, logits, terms
+        total, parts = cafe_loss(logits, masked, labels, self.groups, drop, m.lam, m.beta, m.div)
+        terms = {f"train/{k}": v for k, v in parts.items()}
+        return total, logits, {**terms, "train/mask_mean": mask.detach().mean()}
 
     def training_step(self, batch, batch_idx):
         loss, logits, terms = self.losses(batch["image"], batch["label"])

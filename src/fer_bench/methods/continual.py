@@ -23,8 +23,6 @@ from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import ExpandableHead
 
-EPS = 1e-7  # Keras' probability clipping in cross-entropy
-
 
 @dataclass(frozen=True)
 class Strategy:
@@ -61,20 +59,26 @@ def kd_gamma(i: int, gamma0: float = 0.1) -> float:
     return gamma0 * math.exp(-i / (1 + math.e))
 
 
-def soft_ce(target: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of −Σ target·log(clip(probs)) (Keras categorical cross-entropy)."""
-    return -(target * probs.clamp(EPS, 1 - EPS).log()).sum(dim=1).mean()
+def soft_ce(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of −Σ target·log softmax(logits), from the logits (no probability clipping)."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
 
 
 def kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor, gamma: float,
             T: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(1 − γ)·CE(y, softmax(z_s)) + γ·CE(softmax(pad(z_t)/T), softmax(z_s/T)); the teacher's logits are
-    zero-padded to the student's K outputs; no T² factor. Returns (total, classification, distillation)."""
-    cls = soft_ce(F.one_hot(labels, student.shape[1]).to(student.dtype), student.softmax(dim=1))
+    """(1 − γ)·CE(y, z_s) + γ·CE(softmax(pad(z_t)/T), z_s/T), both from logits; the teacher's logits are
+    zero-padded on the right to the student's K outputs; no T² factor. Returns (total, classification,
+    distillation).
+
+    The official Keras ``train_step`` runs in graph mode, where categorical cross-entropy on a softmax output is
+    computed from the softmax's logits: no 1e-7 probability clipping, so a confidently wrong sample keeps its
+    gradient (AngusMaiden/complex-FER ``ContinualLearner``).
+    """
+    cls = F.cross_entropy(student, labels)
     if teacher is None or gamma == 0:
         return cls, cls, torch.zeros_like(cls)
     padded = F.pad(teacher, (0, student.shape[1] - teacher.shape[1]))
-    kd = soft_ce((padded / T).softmax(dim=1), (student / T).softmax(dim=1))
+    kd = soft_ce((padded / T).softmax(dim=1), student / T)
     return (1 - gamma) * cls + gamma * kd, cls, kd
 
 

@@ -32,7 +32,7 @@ from fer_bench.methods.base import STAGES, FERMethod
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.metrics import AUF1, CCC, ClassificationMetrics, tune_thresholds
 from fer_bench.metrics.classification import f1_from_confmat
-from fer_bench.models.multitask_net import build_from_config, class_weights, expression_loss, va_loss
+from fer_bench.models.multitask_net import build_from_config, class_weights, multitask_loss
 
 
 def drop_class(logits: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,9 +115,9 @@ class Multitask(FERMethod):
         logits, va = self.net.split(self.net(batch["image"]))
         m = self.cfg.method
         weight = self.class_weight if m.class_weights else None
-        ce = expression_loss(logits, batch["label"], weight, m.label_smoothing)
-        loss_v, loss_a = va_loss(va, batch["va"]) if "va" in batch and va is not None else (ce * 0.0, ce * 0.0)
-        return ce + loss_v + loss_a, {"train/loss_ce": ce, "train/loss_v": loss_v, "train/loss_a": loss_a}
+        va_target = batch.get("va") if va is not None else None
+        total, parts = multitask_loss(logits, va, batch["label"], va_target, weight, m.label_smoothing)
+        return total, {f"train/{k}": v for k, v in parts.items()}
 
     def training_step(self, batch, batch_idx):
         if len(batch["label"]) < self.train_batch:

@@ -2,9 +2,10 @@
 
 CCC = 2·s_xy / (s_x² + s_y² + (μ_x − μ_y)²). The **metric** uses population statistics (divide by N), as
 the ABAW evaluation does (specs/multitask.md §5). The **loss** defaults to unbiased statistics (divide by
-N − 1), as the HSEmotion training code does (specs/multitask.md §3.2, quirk 3), with an ε in the denominator
-so a batch with constant targets and predictions gives a finite value. Inputs are (N,) or (N, D); with (N, D)
-every column is an output (e.g. valence, arousal) and the result has shape (D,).
+N − 1), as the HSEmotion training code does (specs/multitask.md §3.2, quirk 3), with an ε floor under the
+denominator: it acts only when the denominator falls below ε (a batch with constant targets and predictions), so
+ordinary batches get exactly the official value (HSEmotion's ``ConcordanceCorCoeff`` has no ε). Inputs are (N,)
+or (N, D); with (N, D) every column is an output (e.g. valence, arousal) and the result has shape (D,).
 """
 
 from __future__ import annotations
@@ -21,7 +22,8 @@ def _check(preds: Tensor, target: Tensor) -> None:
 
 
 def ccc(preds: Tensor, target: Tensor, unbiased: bool = False, eps: float = 0.0) -> Tensor:
-    """Concordance correlation coefficient over dim 0 (population statistics unless ``unbiased``)."""
+    """Concordance correlation coefficient over dim 0 (population statistics unless ``unbiased``); ``eps`` is a
+    floor under the denominator."""
     _check(preds, target)
     dtype = torch.promote_types(torch.promote_types(preds.dtype, target.dtype), torch.float32)
     preds, target = preds.to(dtype), target.to(dtype)
@@ -31,7 +33,7 @@ def ccc(preds: Tensor, target: Tensor, unbiased: bool = False, eps: float = 0.0)
     dx, dy = preds - mx, target - my
     cov = (dx * dy).sum(dim=0) / dof
     vx, vy = dx.square().sum(dim=0) / dof, dy.square().sum(dim=0) / dof
-    return 2 * cov / (vx + vy + (mx - my).square() + eps)
+    return 2 * cov / (vx + vy + (mx - my).square()).clamp_min(eps)
 
 
 def ccc_loss(preds: Tensor, target: Tensor, unbiased: bool = True, eps: float = 1e-8) -> Tensor:

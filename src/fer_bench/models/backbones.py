@@ -47,16 +47,22 @@ def load_state_dict_file(model: nn.Module, path: str | Path, ignore_prefixes: tu
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     state = {strip_prefixes(k): v for k, v in state.items()}
+    problems = state_mismatch(model, state, ignore_prefixes)
+    if problems:
+        raise ValueError(f"weights file {path} does not fit the model ({problems})")
+    model.load_state_dict({k: state[k] for k in model.state_dict()})
+
+
+def state_mismatch(model: nn.Module, state: dict, ignore_prefixes: tuple[str, ...] = ()) -> str:
+    """What keeps ``state`` from loading strictly into ``model`` (missing keys, shape mismatches, unexpected keys
+    not under ``ignore_prefixes``), or '' when it fits."""
     own = model.state_dict()
     missing = [k for k in own if k not in state]
     wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
              if k in state and state[k].shape != v.shape]
     extra = [k for k in state if k not in own and not k.startswith(ignore_prefixes)]
-    if missing or wrong or extra:
-        parts = [f"{name}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                 for name, keys in (("missing", missing), ("shape mismatch", wrong), ("unexpected", extra)) if keys]
-        raise ValueError(f"weights file {path} does not fit the model ({'; '.join(parts)})")
-    model.load_state_dict({k: state[k] for k in own})
+    return "; ".join(f"{name}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
+                     for name, keys in (("missing", missing), ("shape mismatch", wrong), ("unexpected", extra)) if keys)
 
 
 def create(name: str, pretrained: bool = False, weights: str | None = None, drop_rate: float = 0.0,

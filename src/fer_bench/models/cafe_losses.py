@@ -59,3 +59,14 @@ def diversity_loss(masked: torch.Tensor, groups: ChannelGroups, form: str = "cod
     group_max = groups.group_max(masked)
     term = group_max.mean() if form == "code" else group_max.sum(1).mean()
     return 1.0 - term / groups.width
+
+
+def cafe_loss(logits: torch.Tensor, masked: torch.Tensor, labels: torch.Tensor, groups: ChannelGroups,
+              drop: torch.Tensor, lam: float, beta: float, form: str = "code"
+              ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """CAFE's training loss l_cls + λ·l_sep + β·l_div (paper Eq. 9; the official loop uses λ = 1.5, β = 5):
+    ``logits`` = FC(masked features), ``drop`` the step's drop mask. Returns (total, {name: term})."""
+    l_cls = F.cross_entropy(logits, labels)
+    l_sep = separation_loss(masked, labels, groups, drop)
+    l_div = diversity_loss(masked, groups, form)
+    return l_cls + lam * l_sep + beta * l_div, {"l_cls": l_cls, "l_sep": l_sep, "l_div": l_div}

@@ -17,7 +17,7 @@ from torch import nn
 
 from fer_bench import labels as L
 from fer_bench.metrics.regression import ccc_loss
-from fer_bench.models import backbones, mobilefacenet, preprocessing, weights_file
+from fer_bench.models import backbones, ddamfn, mobilefacenet, preprocessing, weights_file
 from fer_bench.models.backbones import BackboneInfo
 
 
@@ -57,20 +57,25 @@ class MultitaskNet(nn.Module):
         return self
 
 
+# backbones built here rather than by timm: modules with VARIANTS, create(name, image_size), NATIVE_SIZE, MEAN, STD
+LOCAL_FAMILIES = (mobilefacenet, ddamfn)
+
+
 def create_backbone(name: str, image_size: int | None = None, pretrained: bool = False, weights: str | None = None,
                     drop_rate: float = 0.0) -> tuple[nn.Module, BackboneInfo]:
-    """A timm backbone by name, or one of the MobileFaceNet variants (``mobilefacenet*``); ``image_size``
-    (default: the backbone's own) is the input size the returned info reports."""
-    if name not in mobilefacenet.VARIANTS:
+    """A timm backbone by name, or one of the MobileFaceNet (``mobilefacenet*``) or DDAMFN (``ddamfn*``)
+    variants; ``image_size`` (default: the backbone's own) is the input size the returned info reports."""
+    family = next((f for f in LOCAL_FAMILIES if name in f.VARIANTS), None)
+    if family is None:
         model, info = backbones.create(name, pretrained=pretrained, weights=weights, drop_rate=drop_rate)
         return model, replace(info, image_size=image_size or info.image_size)
     if pretrained:
         raise ValueError(f"backbone '{name}' has no hub weights: set backbone.weights to a local state_dict file")
-    size = image_size or mobilefacenet.NATIVE_SIZE
-    model = mobilefacenet.create(name, image_size=size)
+    size = image_size or family.NATIVE_SIZE
+    model = family.create(name, image_size=size)
     if weights:
         backbones.load_state_dict_file(model, weights, ignore_prefixes=("fc.", "head."))
-    return model, BackboneInfo(model.num_features, size, mobilefacenet.MEAN, mobilefacenet.STD)
+    return model, BackboneInfo(model.num_features, size, family.MEAN, family.STD)
 
 
 def build_multitask_net(name: str, num_classes: int = 8, image_size: int | None = None, pretrained: bool = False,
@@ -163,7 +168,8 @@ def expression_loss(logits: torch.Tensor, labels: torch.Tensor, weight: torch.Te
 def va_loss(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(1 − CCC_V)/2 and (1 − CCC_A)/2, each over the rows whose target is known (finite and ≥ −1).
 
-    Batch CCC with unbiased statistics and an ε (``metrics.ccc_loss``); fewer than two known rows give 0.
+    Batch CCC with unbiased statistics and an ε floor under the denominator (``metrics.ccc_loss``); fewer than two
+    known rows give 0.
     """
     terms = []
     for k in range(2):
@@ -173,3 +179,13 @@ def va_loss(preds: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, to
         else:
             terms.append(ccc_loss(preds[known, k], target[known, k]) / 2)
     return terms[0], terms[1]
+
+
+def multitask_loss(logits: torch.Tensor, va: torch.Tensor, labels: torch.Tensor, va_target: torch.Tensor | None,
+                   weight: torch.Tensor | None = None, label_smoothing: float = 0.0
+                   ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """HSEmotion's MTL loss (``MultiTaskLossWrapper``): expression loss + (1 − CCC_V)/2 + (1 − CCC_A)/2, weight 1
+    on each; without V/A targets (``va_target`` None) the V/A terms are 0. Returns (total, {name: term})."""
+    ce = expression_loss(logits, labels, weight, label_smoothing)
+    loss_v, loss_a = va_loss(va, va_target) if va_target is not None else (ce * 0.0, ce * 0.0)
+    return ce + loss_v + loss_a, {"loss_ce": ce, "loss_v": loss_v, "loss_a": loss_a}
