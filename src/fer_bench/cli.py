@@ -64,6 +64,8 @@ def skipped_line(run_dir: Path) -> str | None:
 
 
 def _print_headline(run_dirs: list[Path]) -> None:
+    from fer_bench.bench.leaderboard import number
+
     for run_dir in run_dirs:
         if not (run_dir / "metrics.json").is_file():  # a continual run stopped early (method.stop_after)
             print(f"run {run_dir} unfinished; continue it with resume={run_dir}")
@@ -73,7 +75,7 @@ def _print_headline(run_dirs: list[Path]) -> None:
         if "cl" in metrics:  # a continual scenario: one final model, CL metrics over its steps
             cl = metrics["cl"]
             print(f"  {metrics['strategy']:<20} " + "  ".join(
-                f"{k.split('/')[1]} {cl[k]:.4f}" for k in ("cl/avg_inc_acc", "cl/final_acc", "cl/bwt",
+                f"{k.split('/')[1]} {number(cl[k])}" for k in ("cl/avg_inc_acc", "cl/final_acc", "cl/bwt",
                                                            "cl/forgetting", "cl/new_acc")))
             continue
         best, last = metrics["best"], metrics["last"]

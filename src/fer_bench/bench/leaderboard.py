@@ -59,13 +59,19 @@ def append(results_dir: Path, rows: list[dict]) -> Path:
     return path
 
 
-def _mean_std(values: pd.Series) -> str:
+def number(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals; a value that rounds to zero prints as 0.0…, never −0.0…"""
+    return f"{round(float(value), digits) + 0.0:.{digits}f}"
+
+
+def mean_std(values: pd.Series) -> str:
+    """``mean ± std`` (sample std) of the values present; the single value alone; "" for none."""
     values = values.dropna()
     if values.empty:
         return ""
     if len(values) == 1:
-        return f"{values.iloc[0]:.4f}"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+        return number(values.iloc[0])
+    return f"{number(values.mean())} ± {number(values.std(ddof=1))}"
 
 
 def _provenance_line(group: pd.DataFrame) -> str:
@@ -88,7 +94,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for keys, group in table.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
-        row.update({c: _mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
+        row.update({c: mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
         rows.append(row | {"provenance": _provenance_line(group)})
     return pd.DataFrame(rows).fillna("")
 
