@@ -91,7 +91,7 @@ def cmd_bench(args: list[str]) -> None:
     suite_name, args = _pop(args, "suite")
     if resume and suite_name:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
-    from fer_bench.bench import runner, suite
+    from fer_bench.bench import folds, runner, suite
 
     started = time.time()
     if suite_name:
@@ -103,6 +103,8 @@ def cmd_bench(args: list[str]) -> None:
         run_dirs = runner.bench(cfg, resume=Path(resume) if resume else None)
         results_dir = cfg.results_dir
     _print_headline(run_dirs)
+    for line in folds.summary_lines(run_dirs):
+        print(line)
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.md'}  ({time.time() - started:.0f} s)")
 
 

@@ -109,8 +109,11 @@ class DataConfig:
     split_seed: int = 0
     on_error: str = "raise"
     drop_outside_space: bool = False  # true: labels outside `space` are dropped and counted (AffectNet-7)
-    folds: int = 10  # subject-independent folds of data sets without official splits (CK+, CFEE)
-    fold: int = 0
+    # Subject-independent folds (CK+, CFEE, class folders with subject_regex): fold f = test subjects, val carved
+    # from the others. fold unset: `bench` runs every fold (mean ± std over folds), `train` fold 0.
+    folds: int | None = None
+    fold: int | None = None
+    subject_regex: str | None = None  # folder reader: group 1, searched in each file name, is the subject id
     cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
     request: str = ""
     augment: AugmentConfig = field(default_factory=AugmentConfig)
@@ -213,6 +216,9 @@ TRAINER_PRESETS: dict[str, dict[str, Any]] = {
     "ddp_sim": {"accelerator": "cpu", "devices": 2, "strategy": "ddp_spawn", "precision": "32-true"},
 }
 
+
+# Readers that split by subject folds (data.folds, data.fold).
+FOLD_READERS = ("ckplus", "cfee", "folder")
 
 # Keys that pick files rather than set values; they are pulled from the command line before merging.
 SELECTOR_KEYS = ("method", "data", "profile")
@@ -414,6 +420,7 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    _check_folds(cfg.data)
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
@@ -421,6 +428,19 @@ def _check_values(cfg: DictConfig) -> None:
         OmegaConf.resolve(cfg)
     except OmegaConfBaseException as e:
         raise ConfigError(f"cannot resolve config: {e}") from None
+
+
+def _check_folds(data: DictConfig) -> None:
+    if data.folds is None:
+        if data.fold is not None:
+            raise ConfigError(f"data.fold={data.fold} needs data.folds (the number of subject folds)")
+        return
+    if data.reader not in FOLD_READERS:
+        raise ConfigError(f"data.folds={data.folds}: reader '{data.reader}' of data set '{data.name}' keeps its own "
+                          f"splits; subject folds apply to the readers {', '.join(FOLD_READERS)}")
+    if data.folds < 2 or (data.fold is not None and not 0 <= data.fold < data.folds):
+        raise ConfigError(f"data.fold={data.fold} data.folds={data.folds}: need data.folds >= 2 and data.fold in "
+                          f"0..{data.folds - 1} (or unset: every fold in bench)")
 
 
 def load_run_config(run_dir: Path) -> DictConfig:

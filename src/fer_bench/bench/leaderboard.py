@@ -87,21 +87,24 @@ def _provenance_line(group: pd.DataFrame) -> str:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per suite, run name, data set and checkpoint kind, with a provenance line."""
+    """Mean ± std over seeds (and subject folds) per suite, run name, data set and checkpoint kind, with a
+    provenance line; rows of fold runs also count their folds."""
     table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
                          name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     metric_cols = [c for c in table.columns if "/" in c]
     rows = []
     for keys, group in table.groupby(GROUP, sort=True):
         row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
+        if "fold" in group and group["fold"].notna().any():
+            row |= {"seeds": group["seed"].nunique(), "folds": group["fold"].nunique()}
         row.update({c: mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
         rows.append(row | {"provenance": _provenance_line(group)})
     return pd.DataFrame(rows).fillna("")
 
 
 def render(table: pd.DataFrame) -> str:
-    """Markdown: the summary (mean ± std over seeds) and every row."""
-    parts = ["# fer-bench leaderboard", "", "## Summary (mean ± std over seeds)", "",
+    """Markdown: the summary (mean ± std over seeds and folds) and every row."""
+    parts = ["# fer-bench leaderboard", "", "## Summary (mean ± std over seeds and folds)", "",
              summary(table).to_markdown(index=False), "", "## All runs", "",
              table.drop(columns=["run_dir"], errors="ignore").to_markdown(index=False, floatfmt=".4f"), ""]
     return "\n".join(parts)

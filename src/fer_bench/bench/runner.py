@@ -20,7 +20,7 @@ from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.loggers import CSVLogger
 from omegaconf import DictConfig
 
-from fer_bench.bench import cross_domain, leaderboard
+from fer_bench.bench import cross_domain, folds, leaderboard
 from fer_bench.bench.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.bench.plots import confusion_matrix_png
 from fer_bench.bench.provenance import provenance
@@ -43,7 +43,8 @@ def session_stamp() -> str:
 
 def new_run_dir(cfg: DictConfig) -> Path:
     name = cfg.run_name or f"{cfg.method.name}-{cfg.data.name}"
-    run_dir = Path(cfg.runs_dir) / f"{name}-s{cfg.seed}-{session_stamp()}"
+    fold = f"-fold{cfg.data.fold}" if cfg.data.fold is not None else ""
+    run_dir = Path(cfg.runs_dir) / f"{name}{fold}-s{cfg.seed}-{session_stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -145,6 +146,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True) ->
         skipped = run_dir / "skipped.csv"
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
+            **folds.tag(cfg),
             "best_val_acc": float(best_score) if best_score is not None else None,
             "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
             "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0,
@@ -179,7 +181,7 @@ def best_test_epoch(metrics_csv: Path) -> dict:
 def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -> dict:
     return {
         "run_id": summary["run_id"], "suite": cfg.suite or "", "name": cfg.run_name or summary["method"],
-        "method": summary["method"], "data": summary["data"], "seed": summary["seed"],
+        "method": summary["method"], "data": summary["data"], "seed": summary["seed"], **folds.tag(cfg),
         "ckpt": kind, "selection": "val/acc" if kind == "best" else "last epoch",
         **summary[kind], "protocol": cfg.method.protocol, "epochs": summary["epochs"],
         "fit_seconds": summary["fit_seconds"], **provenance(cfg, run_dir), "run_dir": str(run_dir),
@@ -187,11 +189,13 @@ def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -
 
 
 def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
-    """Train and test every seed in ``cfg.seeds``."""
+    """Train and test every seed in ``cfg.seeds`` (and every subject fold, ``bench/folds.py``)."""
     if cfg.method.name == "continual":  # a scenario of steps per seed (= class order): its own loop
         from fer_bench.bench import continual_runner
 
         return continual_runner.bench(cfg, resume)
+    if resume is None and folds.every_fold(cfg):
+        return [run_dir for fold_cfg in folds.fold_configs(cfg) for run_dir in bench(fold_cfg)]
     run_dirs = []
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()
