@@ -145,7 +145,7 @@ def test_bad_subject_and_fold_settings_name_their_key(tmp_path):
 @pytest.mark.slow
 def test_bench_runs_ten_subject_folds_and_reports_mean_and_std(tmp_path):
     """The subject-independent 10-fold CK+ protocol on a class-folder tree, in one ``bench`` command."""
-    _ckplus_tree(tmp_path / "ck", CKPLUS_SUBJECTS, frames=2, size=32)
+    _ckplus_tree(tmp_path / "ck", CKPLUS_SUBJECTS, size=32)
     args = ["bench", "method=baseline", "data=folder", f"data.root={tmp_path / 'ck'}", "profile=cpu",
             f"data.subject_regex={CKPLUS_REGEX}", "data.folds=10", "data.num_workers=0", "data.image_size=32",
             "data.batch_size=16", "trainer.max_epochs=1", "trainer.progress_bar=false", "logger.wandb=false",
@@ -155,7 +155,8 @@ def test_bench_runs_ten_subject_folds_and_reports_mean_and_std(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
 
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
-    assert len(board) == 20 and sorted(board["fold"]) == sorted(list(range(10)) * 2)
+    assert len(board) == 20 and board["fold"].dtype == np.int64 and sorted(board["fold"]) == sorted(list(range(10)) * 2)
+    assert board["config_hash"].nunique() == 1 and board["splits_hash"].nunique() == 10  # one recipe, 10 splits
     assert (board.groupby("fold")["ckpt"].apply(sorted) == pd.Series([["best", "last"]] * 10)).all()
     for kind, label in (("best", "best (val-selected)"), ("last", "last")):
         rows = board[board["ckpt"] == kind]

@@ -54,6 +54,8 @@ def append(results_dir: Path, rows: list[dict]) -> Path:
         table = pd.concat([read(results_dir), pd.DataFrame(rows)], ignore_index=True)
         ordered = LEAD_COLUMNS + sorted(c for c in table.columns if c not in LEAD_COLUMNS)
         table = table[ordered]
+        if "fold" in table:  # an id, kept integral next to rows without folds (NaN would make it float)
+            table["fold"] = table["fold"].astype("Int64")
         _atomic_write(path, table.to_csv(index=False))
         _atomic_write(results_dir / "leaderboard.md", render(table))
     return path
