@@ -21,9 +21,10 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+from omegaconf import OmegaConf
 
 from fer_bench.bench.leaderboard import mean_std
-from fer_bench.config import ConfigError, build_config
+from fer_bench.config import ConfigError, build_config, resume_config, to_yaml
 from fer_bench.data.readers import read_records
 from fer_bench.data.records import DataError
 from fer_bench.data.splits import assign_splits
@@ -140,6 +141,19 @@ def test_bad_subject_and_fold_settings_name_their_key(tmp_path):
         build_config(["data=ckplus", "data.fold=10"])
     with pytest.raises(ConfigError, match="data.fold=1 needs data.folds"):
         build_config(["data=folder", "data.fold=1"])
+
+
+def test_a_run_saved_when_every_data_set_carried_folds_still_resumes(tmp_path):
+    """Configs saved before folds were opt-in hold ``folds: 10, fold: 0`` for every data set; resuming such a
+    RAF-DB run must not be refused as folds on a reader with its own splits."""
+    saved = OmegaConf.create(to_yaml(build_config(["data=rafdb"])))
+    saved.data.folds, saved.data.fold = 10, 0
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    cfg = resume_config(tmp_path, ["trainer.devices=1"])
+    assert (cfg.data.folds, cfg.data.fold) == (None, None)
+    saved = OmegaConf.create(to_yaml(build_config(["data=ckplus", "data.fold=3"])))
+    (tmp_path / "config.yaml").write_text(OmegaConf.to_yaml(saved))
+    assert resume_config(tmp_path, []).data.fold == 3  # a fold run keeps its fold
 
 
 @pytest.mark.slow

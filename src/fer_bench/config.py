@@ -454,7 +454,10 @@ def load_run_config(run_dir: Path) -> DictConfig:
         raise ConfigError(f"{path}: unknown method {method!r}")
     schema = OmegaConf.structured(RunConfig(method=METHOD_CONFIGS[method]()))
     OmegaConf.set_struct(schema, True)
-    return _merge(schema, saved, str(path))
+    cfg = _merge(schema, saved, str(path))
+    if cfg.data.reader not in FOLD_READERS:  # saved before folds were opt-in: every data set had folds 10, fold 0
+        cfg.data.folds = cfg.data.fold = None
+    return cfg
 
 
 def to_yaml(cfg: DictConfig | ListConfig) -> str:
