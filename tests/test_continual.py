@@ -175,6 +175,32 @@ def test_continual_metrics_on_a_hand_made_matrix():
     got = np.array(clm.old_new_accuracies(R, [100, 10, 10]))
     np.testing.assert_allclose(got, [[0.85, 0.70], [(60 + 6.5) / 110, 0.90]])
 
+def test_no_forgetting_prints_as_zero_never_minus_zero(tmp_path, capsys):
+    """Old tasks keep their accuracy: BWT and both forgetting variants are +0.0 in the metrics, metrics.json,
+    the leaderboard files and the console line (Avalanche forgetting was once −BWT = −0.0)."""
+    from fer_bench import cli
+    from fer_bench.bench import leaderboard
+
+    R = [[0.8], [0.8, 0.6], [0.8, 0.6, 0.9]]
+    m = continual_runner.cl_metrics(R, [10, 10, 10])
+    for key in ("cl/bwt", "cl/forgetting", "cl/forgetting_first"):
+        assert m[key] == 0.0 and math.copysign(1.0, m[key]) == 1.0, (key, m[key])
+    assert "-0.0" not in json.dumps(m)
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / "metrics.json").write_text(json.dumps({"strategy": "psmr_kd", "cl": m | {"cl/new_acc": 0.75}}))
+    cli._print_headline([run_dir])
+    line = capsys.readouterr().out.splitlines()[1]
+    assert "bwt 0.0000" in line and "forgetting 0.0000" in line and "-0.0" not in line, line
+    # float noise around zero (a mean over class orders) also prints as 0.0000
+    assert leaderboard.number(-1e-17) == "0.0000" and leaderboard.number(-0.00004) == "0.0000"
+    rows = [{"run_id": f"r{seed}", "name": "continual/psmr_kd", "method": "continual/psmr_kd", "data": "cfee",
+             "seed": seed, "ckpt": "final", "selection": "val per step", **m} for seed in (0, 1)]
+    leaderboard.append(tmp_path / "results", rows)
+    assert "-0.0" not in (tmp_path / "results" / "leaderboard.md").read_text()
+    assert "-0.0" not in (tmp_path / "results" / "leaderboard.csv").read_text()
+
+
 
 def test_fewshot_paper_metric_is_degenerate_and_nway_is_not():
     labels = np.repeat(np.arange(7), 10)  # 6 base classes + the new one (head index 6)

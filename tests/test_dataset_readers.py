@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from fer_bench.config import build_config
+from fer_bench.config import ConfigError, build_config
 from fer_bench.data import layouts
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import abaw, affectnet, cfee, ckplus, expw, fer2013, ferplus, read_records, sfew
-from fer_bench.data.records import DataError, read_rgb
+from fer_bench.data.records import read_rgb
 
 NA = pd.NA
 ABAW_FOLDERS = {"expr": "EXPR_Classification_Challenge", "va": "VA_Estimation_Challenge",
@@ -309,8 +309,8 @@ def test_ckplus_folds_are_subject_disjoint_and_cover_every_subject(tmp_path):
         held.append(sorted(test))
     # sorted subjects S005 S010 S022 S030, fold length 4 // 3 = 1, the last fold takes the remainder
     assert held == [["S005"], ["S010"], ["S022", "S030"]]
-    with pytest.raises(DataError, match=r"data set 'ckplus': data.fold=3 must lie in 0..2 \(data.folds=3"):
-        _read("ckplus", tmp_path, "data.folds=3", "data.fold=3")
+    with pytest.raises(ConfigError, match=r"data.fold=3 data.folds=3: need data.folds >= 2 and data.fold in 0..2"):
+        _read("ckplus", tmp_path, "data.folds=3", "data.fold=3")  # refused with the config, before any reading
 
 
 # ------------------------------------------------------------------------------------------------ SFEW

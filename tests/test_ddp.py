@@ -17,9 +17,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import lightning.pytorch as pl
+import numpy as np
 import pandas as pd
 import pytest
 import torch
+from conftest import write_png
 from omegaconf import OmegaConf
 
 from fer_bench.bench import runner
@@ -214,3 +216,44 @@ def test_eval_loops_log_no_per_step_synced_values(method, tmp_path, monkeypatch)
     assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= names, names
     per_step_synced = sorted({name for name, on_step, sync in seen if on_step and sync})
     assert per_step_synced == [], f"per-step synced logging in an eval loop: {per_step_synced}"
+
+
+def _write_va_tree(root: Path) -> None:
+    """A ``csv`` data set (the 8 classes of multitask's basic8, 32 px noise images with a class colour) with
+    explicit splits: 4 train images per class with V/A; 1 val and 1 test image per class, V/A blank at odd
+    positions of val and test. Rank 1 of 2 takes positions 1, 3, 5, 7 (``EvalShardSampler``): no V/A label."""
+    rng = np.random.default_rng(0)
+    classes = ["neutral", "anger", "contempt", "disgust", "fear", "happy", "sadness", "surprise"]
+    lines = ["path,expression,valence,arousal,split"]
+    for split, per_class in (("train", 4), ("val", 1), ("test", 1)):
+        position = 0
+        for c, name in enumerate(classes):
+            for i in range(per_class):
+                colour = np.array([(37 * c) % 256, (91 * c) % 256, (53 * c + 80) % 256])
+                pixels = np.clip(colour + rng.integers(-40, 40, (32, 32, 3)), 0, 255).astype(np.uint8)
+                write_png(root / split / f"{name}_{i}.png", pixels)
+                v, a = rng.uniform(-0.9, 0.9, 2)
+                blank = split != "train" and position % 2 == 1
+                lines.append(f"{split}/{name}_{i}.png,{name},{'' if blank else f'{v:.3f}'},"
+                             f"{'' if blank else f'{a:.3f}'},{split}")
+                position += 1
+    (root / "labels.csv").write_text("\n".join(lines) + "\n")
+
+
+@pytest.mark.slow
+def test_multitask_ddp_with_no_va_labels_on_one_rank_finishes_and_equals_one_process(tmp_path):
+    """Every rank must take the same metric collectives at epoch end: a rank-local ``update_count`` gate (rank 1
+    has no V/A label) made rank 0 sync the CCC states alone, a hang (the deadline turns it into a failure)."""
+    _write_va_tree(tmp_path / "data")
+    cfg = build_config(["method=multitask", "profile=cpu", "data=csv", f"data.root={tmp_path / 'data'}",
+                        "data.image_size=32", "data.num_workers=0", "data.batch_size=8",
+                        f"data.eval_batch_size={EVAL_BATCH}", "trainer.max_epochs=1", "trainer.progress_bar=false",
+                        "logger.wandb=false", *DDP, f"runs_dir={tmp_path / 'runs'}",
+                        f"results_dir={tmp_path / 'results'}"])
+    with _deadline(DEADLINE_S):
+        run_dir = runner.train_one(cfg, test=False)  # the 2-process fit: validation gates
+    val = pd.read_csv(run_dir / "logs" / "metrics.csv")
+    assert val["val/ccc_v"].notna().sum() == 1, "val V/A scored (from rank 0's labels) in the 2-process fit"
+    two = _retest(run_dir, WORLD, "ddp_spawn")  # test gates
+    assert {"test/ccc_v", "test/ccc_a", "test/va", "test/acc7"} <= set(two["metrics"]), two["metrics"]
+    _assert_same_report(two, _retest(run_dir, 1, "auto"), 8)

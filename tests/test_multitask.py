@@ -5,6 +5,7 @@ import copy
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
@@ -226,3 +227,28 @@ def test_multitask_learns_expression_va_and_aus_with_thresholds_from_val(tmp_pat
     retest = runner.test_run(run_dir, "best")
     assert retest["test/au_f1"] == pytest.approx(best["test/au_f1"], abs=1e-6)
     assert retest["test/ccc_v"] == pytest.approx(best["test/ccc_v"], abs=1e-6)
+
+
+@pytest.mark.slow
+def test_best_test_epoch_row_takes_every_metric_from_its_own_epoch(tmp_path):
+    """protocol=faithful: the ``best_test_epoch`` leaderboard row reports the metrics logged for the test split at
+    the epoch it names (acc7 and V/A included) and nothing from another checkpoint (the AU head is fitted only at
+    the final tests of best/last, so no AU score belongs in that row)."""
+    cfg = build_config([*TINY, "data.synth.subjects=10", "data.synth.per_subject=1", "data.image_size=48",
+                        "method.protocol=faithful", "trainer.max_epochs=2", f"runs_dir={tmp_path / 'runs'}",
+                        f"results_dir={tmp_path / 'results'}"])
+    run_dir = runner.train_one(cfg)
+    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv").set_index("ckpt")
+    row = board.loc["best_test_epoch"]
+    history = pd.read_csv(run_dir / "logs" / "metrics.csv").dropna(subset=["test_epoch/acc"])
+    epoch = history.loc[history["test_epoch/acc"].idxmax()]
+    assert row["selected_epoch"] == epoch["epoch"]
+    logged = {f"test/{k.split('/')[1]}": v for k, v in epoch.items()
+              if k.startswith("test_epoch/") and k != "test_epoch/loss" and pd.notna(v)}
+    assert {"test/acc", "test/acc7", "test/ccc_v", "test/ccc_a", "test/va"} <= set(logged), logged
+    metric_cols = [c for c in board.columns if c.startswith("test/")]
+    assert {c: row[c] for c in metric_cols if pd.notna(row[c])} == pytest.approx(logged)
+    assert pd.notna(board.loc["best", "test/au_f1"])  # the val-selected checkpoint's test does score AUs
+    for kind in runner.CKPT_KINDS:  # the other rows: their own checkpoint's test report, column for column
+        report = json.loads((run_dir / f"test_{kind}.json").read_text())["metrics"]
+        assert {c: board.loc[kind, c] for c in metric_cols if pd.notna(board.loc[kind, c])} == pytest.approx(report)

@@ -77,6 +77,8 @@ def skipped_line(run_dir: Path) -> str | None:
 
 
 def _print_headline(run_dirs: list[Path]) -> None:
+    from fer_bench.bench.leaderboard import number
+
     for run_dir in run_dirs:
         if not (run_dir / "metrics.json").is_file():  # a continual run stopped early (method.stop_after)
             print(f"run {run_dir} unfinished; continue it with resume={run_dir}")
@@ -86,7 +88,7 @@ def _print_headline(run_dirs: list[Path]) -> None:
         if "cl" in metrics:  # a continual scenario: one final model, CL metrics over its steps
             cl = metrics["cl"]
             print(f"  {metrics['strategy']:<20} " + "  ".join(
-                f"{k.split('/')[1]} {cl[k]:.4f}" for k in ("cl/avg_inc_acc", "cl/final_acc", "cl/bwt",
+                f"{k.split('/')[1]} {number(cl[k])}" for k in ("cl/avg_inc_acc", "cl/final_acc", "cl/bwt",
                                                            "cl/forgetting", "cl/new_acc")))
             continue
         best, last = metrics["best"], metrics["last"]
@@ -104,7 +106,7 @@ def cmd_bench(args: list[str]) -> None:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
     from lightning.pytorch.utilities import rank_zero_only
 
-    from fer_bench.bench import runner, suite
+    from fer_bench.bench import folds, runner, suite
     from fer_bench.bench.ddp_wait import explained_timeouts
 
     started = time.time()
@@ -127,6 +129,8 @@ def cmd_bench(args: list[str]) -> None:
     if rank_zero_only.rank != 0:  # rank 0 reports; the other ranks' files may not all be there yet
         return
     _print_headline(run_dirs)
+    for line in folds.summary_lines(run_dirs):
+        print(line)
     print(f"leaderboard: {Path(results_dir) / 'leaderboard.md'}  ({time.time() - started:.0f} s)")
 
 

@@ -118,8 +118,11 @@ class DataConfig:
     split_seed: int = 0
     on_error: str = "raise"
     drop_outside_space: bool = False  # true: labels outside `space` are dropped and counted (AffectNet-7)
-    folds: int = 10  # subject-independent folds of data sets without official splits (CK+, CFEE)
-    fold: int = 0
+    # Subject-independent folds (CK+, CFEE, class folders with subject_regex): fold f = test subjects, val carved
+    # from the others. fold unset: `bench` runs every fold (mean ± std over folds), `train` fold 0.
+    folds: int | None = None
+    fold: int | None = None
+    subject_regex: str | None = None  # folder reader: group 1, searched in each file name, is the subject id
     cluster_by: str = "image"  # bootstrap unit of test intervals: image | subject | video (the `subject` column)
     cache_dir: str = "${oc.env:FER_BENCH_CACHE,'~/.cache/fer-bench'}"
     request: str = ""
@@ -246,6 +249,9 @@ TRAINER_PRESETS: dict[str, dict[str, Any]] = {
 
 # Methods whose input size and normalisation come from backbone.input_size/mean/std (models/preprocessing.py).
 BACKBONE_INPUT_METHODS = ("baseline", "continual", "multitask")
+
+# Readers that split by subject folds (data.folds, data.fold).
+FOLD_READERS = ("ckplus", "cfee", "folder")
 
 # Keys that pick files rather than set values; they are pulled from the command line before merging.
 SELECTOR_KEYS = ("method", "data", "profile")
@@ -456,6 +462,7 @@ def _check_values(cfg: DictConfig) -> None:
     if cfg.eval.bootstrap < 0 or not 0 < cfg.eval.ci_level < 1:
         raise ConfigError(f"eval.bootstrap={cfg.eval.bootstrap}, eval.ci_level={cfg.eval.ci_level}: resamples must "
                           "be >= 0 (0: no intervals) and the level within (0, 1)")
+    _check_folds(cfg.data)
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")
@@ -480,6 +487,19 @@ def _check_backbone_input(cfg: DictConfig) -> None:
                               + (", all > 0" if key == "std" else ""))
 
 
+def _check_folds(data: DictConfig) -> None:
+    if data.folds is None:
+        if data.fold is not None:
+            raise ConfigError(f"data.fold={data.fold} needs data.folds (the number of subject folds)")
+        return
+    if data.reader not in FOLD_READERS:
+        raise ConfigError(f"data.folds={data.folds}: reader '{data.reader}' of data set '{data.name}' keeps its own "
+                          f"splits; subject folds apply to the readers {', '.join(FOLD_READERS)}")
+    if data.folds < 2 or (data.fold is not None and not 0 <= data.fold < data.folds):
+        raise ConfigError(f"data.fold={data.fold} data.folds={data.folds}: need data.folds >= 2 and data.fold in "
+                          f"0..{data.folds - 1} (or unset: every fold in bench)")
+
+
 def load_run_config(run_dir: Path) -> DictConfig:
     """Reload the resolved config a run saved, validated against the current schema."""
     path = Path(run_dir) / "config.yaml"
@@ -491,7 +511,10 @@ def load_run_config(run_dir: Path) -> DictConfig:
         raise ConfigError(f"{path}: unknown method {method!r}")
     schema = OmegaConf.structured(RunConfig(method=METHOD_CONFIGS[method]()))
     OmegaConf.set_struct(schema, True)
-    return _merge(schema, saved, str(path))
+    cfg = _merge(schema, saved, str(path))
+    if cfg.data.reader not in FOLD_READERS:  # saved before folds were opt-in: every data set had folds 10, fold 0
+        cfg.data.folds = cfg.data.fold = None
+    return cfg
 
 
 def to_yaml(cfg: DictConfig | ListConfig) -> str:

@@ -56,6 +56,8 @@ def append(results_dir: Path, rows: list[dict]) -> Path:
         table = pd.concat([table[~again], new], ignore_index=True)
         ordered = LEAD_COLUMNS + sorted(c for c in table.columns if c not in LEAD_COLUMNS)
         table = table[ordered]
+        if "fold" in table:  # an id, kept integral next to rows without folds (NaN would make it float)
+            table["fold"] = table["fold"].astype("Int64")
         atomic_write_text(path, table.to_csv(index=False))
         fault_point("leaderboard")
         atomic_write_text(results_dir / "leaderboard.md", render(table))
@@ -92,13 +94,19 @@ def with_intervals(table: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _mean_std(values: pd.Series) -> str:
+def number(value: float, digits: int = 4) -> str:
+    """``value`` with ``digits`` decimals; a value that rounds to zero prints as 0.0…, never −0.0…"""
+    return f"{round(float(value), digits) + 0.0:.{digits}f}"
+
+
+def mean_std(values: pd.Series) -> str:
+    """``mean ± std`` (sample std) of the values present; the single value alone; "" for none."""
     values = values.dropna()
     if values.empty:
         return ""
     if len(values) == 1:
-        return f"{values.iloc[0]:.4f}"
-    return f"{values.mean():.4f} ± {values.std(ddof=1):.4f}"
+        return number(values.iloc[0])
+    return f"{number(values.mean())} ± {number(values.std(ddof=1))}"
 
 
 def _provenance_line(group: pd.DataFrame) -> str:
@@ -114,8 +122,8 @@ def _provenance_line(group: pd.DataFrame) -> str:
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
-    """Mean ± std over seeds per suite, run name, data set and checkpoint kind (a single seed: its value with
-    its bootstrap interval), with a provenance line."""
+    """Mean ± std over seeds (and subject folds) per suite, run name, data set and checkpoint kind (a single run:
+    its value with its bootstrap interval), with a provenance line; rows of fold runs also count their folds."""
     table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
                          name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     metric_cols = [c for c in table.columns if "/" in c and not _is_bound(c, table.columns)]
@@ -124,8 +132,10 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
         row = dict(zip(GROUP, keys, strict=True)) | {"seeds": len(group)}
         if _init_notes(group):
             row["name"] = f"{row['name']} {INIT_MARK}"
-        row.update({c: _mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
-        if len(group) == 1:  # one seed: its bootstrap interval instead of a spread over seeds
+        if "fold" in group and group["fold"].notna().any():
+            row |= {"seeds": group["seed"].nunique(), "folds": group["fold"].nunique()}
+        row.update({c: mean_std(group[c]) for c in metric_cols if group[c].notna().any()})
+        if len(group) == 1:  # one run: its bootstrap interval instead of a spread over seeds
             row.update({c: _interval_cell(*group[[c, *_bounds(c, group.columns)]].iloc[0]) for c in metric_cols
                         if group[c].notna().any() and _bounds(c, group.columns)})
         rows.append(row | {"provenance": _provenance_line(group)})
@@ -142,9 +152,9 @@ def init_footnotes(table: pd.DataFrame) -> str:
 
 
 def render(table: pd.DataFrame) -> str:
-    """Markdown: the summary (mean ± std over seeds) and every row, test values with their 95 % intervals."""
+    """Markdown: the summary (mean ± std over seeds and folds) and every row, test values with their 95 % intervals."""
     parts = ["# fer-bench leaderboard", "",
-             "## Summary (mean ± std over seeds; one seed: value [bootstrap interval])", "",
+             "## Summary (mean ± std over seeds and folds; one run: value [bootstrap interval])", "",
              summary(table).to_markdown(index=False), "", init_footnotes(table), "",
              "## All runs (value [bootstrap interval])", "",
              with_intervals(table.drop(columns=["run_dir"], errors="ignore")).to_markdown(index=False,

@@ -7,8 +7,8 @@
 - ``test_split_hash``: the same over the test list alone; paired comparisons (``bench.compare``) need it equal.
 - ``code_version``: package version, then ``@<git commit>`` when the package runs from a git checkout, ``+dirty``
   when tracked files differ from that commit.
-- ``config_hash``: hash of the resolved config without the seed, output folders, run label and logger settings:
-  equal hashes = the same recipe, so rows of different seeds share it.
+- ``config_hash``: hash of the resolved config without the seed, the test fold (``data.fold``), output folders,
+  run label and logger settings: equal hashes = the same recipe, so rows of different seeds and folds share it.
 """
 
 from __future__ import annotations
@@ -26,7 +26,8 @@ from fer_bench.data.records import SPLITS
 from fer_bench.data.splits import common_root
 
 # Keys that label or place a run rather than define what it computes.
-NOT_RECIPE = ("seed", "seeds", "run_name", "runs_dir", "results_dir", "logger", "suite", "trainer.progress_bar")
+NOT_RECIPE = ("seed", "seeds", "data.fold", "run_name", "runs_dir", "results_dir", "logger", "suite",
+              "trainer.progress_bar")
 
 
 def _sha(text: str, n: int = 10) -> str:

@@ -22,7 +22,7 @@ from lightning.pytorch.utilities import rank_zero_only
 from omegaconf import DictConfig
 
 from fer_bench.atomic import atomic_write_text
-from fer_bench.bench import cross_domain, init_record, leaderboard
+from fer_bench.bench import cross_domain, folds, init_record, leaderboard
 from fer_bench.bench.checkpoint_io import AtomicCheckpointIO
 from fer_bench.bench.csv_history import keep_history
 from fer_bench.bench.ddp_wait import strategy_for
@@ -52,7 +52,8 @@ def session_stamp() -> str:
 
 def new_run_dir(cfg: DictConfig) -> Path:
     name = cfg.run_name or f"{cfg.method.name}-{cfg.data.name}"
-    run_dir = Path(cfg.runs_dir) / f"{name}-s{cfg.seed}-{session_stamp()}"
+    fold = f"-fold{cfg.data.fold}" if cfg.data.fold is not None else ""
+    run_dir = Path(cfg.runs_dir) / f"{name}{fold}-s{cfg.seed}-{session_stamp()}"
     run_dir.mkdir(parents=True, exist_ok=True)
     return run_dir
 
@@ -167,6 +168,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         facts = init_record.result_facts(cfg, trainer.precision)
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
+            **folds.tag(cfg),
             "best_val_acc": float(best_score) if best_score is not None else None,
             "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
             "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0, **facts,
@@ -179,8 +181,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
                                  run_dir / P.file_name("best_test_epoch"))
             summary["best_test_epoch"] = selected | P.metric_intervals(frame, method.num_classes, cfg.eval,
                                                                         cfg.data.cluster_by)
-            rows.append({**{k: v for k, v in rows[0].items() if not k.startswith("test/")}, "ckpt": "best_test_epoch",
-                         "selection": "test (faithful; optimistic)", **summary["best_test_epoch"]})
+            rows.append(_leaderboard_row(cfg, summary, "best_test_epoch", run_dir) | facts
+                        | {"selection": "test (faithful; optimistic)"})
         if targets:  # the val-selected checkpoint on every eval_on set
             load_weights(method, run_dir / "checkpoints" / "best.ckpt")
             summary["xdom"] = cross_domain.evaluate(cfg, targets, method, run_dir)
@@ -193,18 +195,19 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
 
 
 def best_test_epoch(metrics_csv: Path) -> dict:
-    """The paper-style figure: the test metrics of the epoch with the highest test accuracy."""
+    """The paper-style figure: every test metric of the epoch with the highest test accuracy (all from that one
+    epoch's weights, extras such as acc7 or ccc_v included)."""
     history = pd.read_csv(metrics_csv).dropna(subset=["test_epoch/acc"])
     best = history.loc[history["test_epoch/acc"].idxmax()]
-    scores = {f"test/{k.split('/', 1)[1]}": float(best[k]) for k in history.columns
-              if k.startswith("test_epoch/") and k != "test_epoch/loss" and pd.notna(best[k])}
+    scores = {f"test/{k.split('/', 1)[1]}": float(v) for k, v in best.items()
+              if k.startswith("test_epoch/") and k != "test_epoch/loss" and pd.notna(v)}
     return scores | {"selected_epoch": int(best["epoch"])}
 
 
 def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -> dict:
     return {
         "run_id": summary["run_id"], "suite": cfg.suite or "", "name": cfg.run_name or summary["method"],
-        "method": summary["method"], "data": summary["data"], "seed": summary["seed"],
+        "method": summary["method"], "data": summary["data"], "seed": summary["seed"], **folds.tag(cfg),
         "ckpt": kind, "selection": "val/acc" if kind == "best" else "last epoch",
         **summary[kind], "protocol": cfg.method.protocol, "epochs": summary["epochs"],
         "fit_seconds": summary["fit_seconds"], **provenance(cfg, run_dir), "run_dir": str(run_dir),
@@ -212,11 +215,14 @@ def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -
 
 
 def bench(cfg: DictConfig, resume: Path | None = None, resume_ckpt: Path | None = None) -> list[Path]:
-    """Train and test every seed in ``cfg.seeds`` (a resumed run: its one seed, from ``resume_ckpt``)."""
+    """Train and test every seed in ``cfg.seeds`` and every subject fold (``bench/folds.py``); a resumed run:
+    its one seed and fold, from ``resume_ckpt``."""
     if cfg.method.name == "continual":  # a scenario of steps per seed (= class order): its own loop
         from fer_bench.bench import continual_runner
 
         return continual_runner.bench(cfg, resume)
+    if resume is None and folds.every_fold(cfg):
+        return [run_dir for fold_cfg in folds.fold_configs(cfg) for run_dir in bench(fold_cfg)]
     run_dirs = []
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()

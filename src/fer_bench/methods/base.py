@@ -108,9 +108,17 @@ class FERMethod(pl.LightningModule):
         self.log_dict(values)
         return {k: float(v) for k, v in values.items()}
 
+    def updated_anywhere(self, *metrics: Metric) -> list[bool]:
+        """Whether each metric was updated on any process: one answer shared by every rank (a sum over ranks of
+        the update counts), so that every rank computes, and syncs, the same metrics. A rank-local count gate
+        lets a rank that saw no such label (e.g. no valence) skip a sync the others wait in."""
+        counts = torch.tensor([float(m.update_count) for m in metrics], device=self.device)
+        return (self.trainer.strategy.reduce(counts, reduce_op="sum") > 0).tolist()
+
     def on_validation_epoch_end(self) -> None:
-        for stage in VAL_LOADER_STAGES:
-            if self.eval_metrics[stage].update_count:
+        for stage, updated in zip(VAL_LOADER_STAGES, self.updated_anywhere(
+                *(self.eval_metrics[s] for s in VAL_LOADER_STAGES)), strict=True):
+            if updated:
                 self._log_epoch_metrics(stage)
                 self.eval_metrics[stage].reset()
         if self.epoch_predictions_dir is not None and not self.trainer.sanity_checking:

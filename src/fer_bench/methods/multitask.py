@@ -168,14 +168,16 @@ class Multitask(FERMethod):
     def _log_epoch_metrics(self, stage: str) -> dict[str, float]:
         values = super()._log_epoch_metrics(stage)
         extra = {}
-        if self.acc7[stage].update_count:
+        # gates every rank agrees on: a rank without, say, V/A labels still joins the sync of the CCC states
+        acc7_seen, va_seen, au_seen = self.updated_anywhere(self.acc7[stage], self.va_metrics[stage], self.au_f1)
+        if acc7_seen:
             extra["acc7"] = self.acc7[stage].compute()["acc"]
             self.acc7[stage].reset()
-        if self.va_metrics[stage].update_count:
+        if va_seen:
             extra["ccc_v"], extra["ccc_a"] = self.va_metrics[stage].compute().tolist()
             extra["va"] = (extra["ccc_v"] + extra["ccc_a"]) / 2
             self.va_metrics[stage].reset()
-        if stage == "test" and self.au_f1.update_count:
+        if stage == "test" and au_seen:
             extra["au_f1"], extra["au_f1_all_pos"] = self.au_f1.compute(), self.au_f1_all_pos.compute()
             self.au_f1.reset()
             self.au_f1_all_pos.reset()

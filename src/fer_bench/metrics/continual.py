@@ -71,8 +71,12 @@ def forgetting(R: Matrix) -> float:
 
 
 def forgetting_first(R: Matrix) -> float:
-    """Avalanche forgetting: mean_{j<T−1} (R[j][j] − R[T−1][j]) (value after training minus last value)."""
-    return -bwt(R)
+    """Avalanche forgetting: mean_{j<T−1} (R[j][j] − R[T−1][j]) (value after training minus last value), i.e.
+    −BWT, computed as written so that no forgetting is 0.0, never the −0.0 a negation gives."""
+    R = _matrix(R)
+    if len(R) < 2:
+        return float("nan")
+    return float(np.mean(np.diag(R)[:-1] - R[-1, :-1]))
 
 
 def summary(R: Matrix, group_sizes: Sequence[float] | None = None) -> dict[str, float]:

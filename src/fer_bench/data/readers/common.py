@@ -108,12 +108,15 @@ def write_rgb(path: Path, rgb: np.ndarray) -> None:
         raise OSError(f"cannot write {path}")
 
 
-def subject_folds(subjects: pd.Series, fold: int, folds: int) -> pd.Series:
-    """``test`` for the rows of the held-out subjects of ``fold``, ``train`` for the others.
+def subject_folds(subjects: pd.Series, fold: int | None, folds: int | None) -> pd.Series:
+    """``test`` for the rows of the held-out subjects of ``fold`` (None: fold 0), ``train`` for the others.
 
     Subjects are sorted; fold k holds out subjects [k·L, (k+1)·L) with L = n // folds, the last fold also the
     remainder (CFEE's protocol, specs/continual.md).
     """
+    if folds is None:
+        raise ValueError("this data set is split by subject folds: set data.folds (e.g. data.folds=10)")
+    fold = 0 if fold is None else fold
     if folds < 2 or not 0 <= fold < folds:
         raise ValueError(f"data.fold={fold} must lie in 0..{folds - 1} (data.folds={folds}, at least 2)")
     ordered = sorted(subjects.dropna().unique())

@@ -1,18 +1,25 @@
-"""Class-folder trees: ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``.
+r"""Class-folder trees: ``root/<class>/<image>`` or ``root/<split>/<class>/<image>``.
 
 Class folder names map through the alias tables of ``labels.py`` (angry → anger, happiness → happy, ...), or
 to compound ids for compound names (``Happily_Surprised``). Split folder names: train/training, val/valid/
 validation, test/testing.
+
+Subjects: ``data.subject_regex``, searched in each file name, gives the subject id as its first group, e.g.
+``^(S\d+)_`` for CK+ frames (``S005_001_00000011.png``) or ``^([A-Z]{2})\.`` for JAFFE
+(``KA.AN1.39.tiff``). Carved splits then keep each subject's images together, and ``data.folds`` splits a tree
+without split folders into subject-independent folds (``data.fold`` = the test fold). A file whose name does not
+match is a bad item.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.data.readers.common import images_in
+from fer_bench.data.readers.common import images_in, subject_folds
 from fer_bench.data.records import Problems
 from fer_bench.labels import compound_id, expression_id
 
@@ -58,4 +65,35 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     else:
         for class_dir in subdirs:
             rows.extend(class_rows(class_dir, None, problems))
-    return pd.DataFrame(rows, columns=["path", "split", "expression", "compound"])
+    table = pd.DataFrame(rows, columns=["path", "split", "expression", "compound"])
+    if data_cfg.subject_regex:
+        table = with_subjects(table, data_cfg.subject_regex, problems)
+    if data_cfg.folds is not None:
+        if split_dirs:
+            raise ValueError(f"{root} has split folders ({', '.join(d.name for d in split_dirs)}); data.folds "
+                             "makes subject folds of a tree without them: drop data.folds or the split folders")
+        if not data_cfg.subject_regex:
+            raise ValueError(f"data.folds={data_cfg.folds} needs subject ids: set data.subject_regex (its first "
+                             "group, searched in each file name, is the subject)")
+        table["split"] = subject_folds(table["subject"], data_cfg.fold, data_cfg.folds)
+    return table
+
+
+def with_subjects(table: pd.DataFrame, regex: str, problems: Problems) -> pd.DataFrame:
+    """``table`` with a ``subject`` column from the first group of ``regex`` searched in each file name; a file
+    whose name does not match is a problem (named) and left out."""
+    try:
+        pattern = re.compile(regex)
+    except re.error as e:
+        raise ValueError(f"data.subject_regex={regex!r} is not a regular expression: {e}") from None
+    if pattern.groups < 1:
+        raise ValueError(f"data.subject_regex={regex!r} needs a group, e.g. '^(S\\d+)_': its first group is the "
+                         "subject id")
+    subjects = []
+    for path in table["path"]:
+        found = pattern.search(Path(path).name)
+        subjects.append(found.group(1) if found and found.group(1) else None)
+        if subjects[-1] is None:
+            problems.add(path, f"file name does not match data.subject_regex={regex!r} (no subject id)")
+    table = table.assign(subject=subjects)
+    return table[table["subject"].notna()]
