@@ -105,7 +105,9 @@ def test_report_renders_tables_and_pictures(tiny_suite):
     assert "tiny/smooth on synthetic" in text and "happy" in text
     links = re.findall(r"\]\(([^)]+\.png)\)", text)
     assert len(links) == 1 + 2 + 4 and all((out.parent / link).is_file() for link in links)
-    assert set(written.tables) == {"leaderboard", "per_class_acc"} and len(written.images) == 3
+    # the two runs kept their predictions on the same test split: the report compares them pairwise
+    assert set(written.tables) == {"leaderboard", "per_class_acc", "paired/tiny/synthetic"}
+    assert len(written.images) == 3
     report.log_to_wandb(written, "fer-bench-test", out.parent)  # WANDB_MODE=disabled: every call runs, nothing is sent
 
 
