@@ -8,6 +8,7 @@ nothing of methods beyond those needs.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +60,12 @@ def _unseed(transform, key):
         reseed(transform, key.seed)
         return key.item
     return key
+
+
+def records_digest(records: pd.DataFrame) -> str:
+    """A hash of the rows' paths, splits and head labels, to compare the records of two processes."""
+    rows = pd.util.hash_pandas_object(records[["path", "split", "head"]], index=False).to_numpy()
+    return hashlib.sha1(rows.tobytes()).hexdigest()
 
 
 class FERDataset(Dataset):
@@ -125,7 +132,9 @@ class FERDataModule(pl.LightningDataModule):
         return len(self.space)
 
     def prepare_data(self) -> None:
-        prepare(self.cfg)  # generates the synthetic cache or decodes a cached reader's images once, on rank 0
+        # Lightning calls this on local rank 0 only, before any rank's setup: it generates the synthetic cache or
+        # decodes a cached reader's images once, and under DDP checks the image headers once for every rank.
+        prepare(self.cfg, check=self._world()[1] > 1)
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -167,6 +176,7 @@ class FERDataModule(pl.LightningDataModule):
         if self.records is not None:
             return
         self.records = self.label_and_split(*read_records(self.cfg))
+        self._same_on_every_rank()
         size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
         for name in ("train", "val", "test"):
             rows = self.records[self.records["split"] == name]
@@ -176,6 +186,18 @@ class FERDataModule(pl.LightningDataModule):
                 size, mean, std)
             self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
         log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
+
+    def _same_on_every_rank(self) -> None:
+        """Under DDP, stop unless every rank holds the same rows, labels and splits (a data set changing under a
+        run, or a rank seeing another copy of it, would otherwise train and score on mixed data)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        digests = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(digests, records_digest(self.records))
+        differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        if differing:
+            raise DataError(f"data set '{self.cfg.name}': ranks {differing} read other records or splits than "
+                            "rank 0; is the data set being changed, or does every node see the same copy?")
 
     def label_and_split(self, records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
         """The rows with a label of the run, with their ``head`` index and ``split``; the split lists, bad items
