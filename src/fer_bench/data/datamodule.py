@@ -68,11 +68,20 @@ def records_digest(records: pd.DataFrame) -> str:
     return hashlib.sha1(rows.tobytes()).hexdigest()
 
 
+def path_array(paths) -> np.ndarray:
+    """Paths as one fixed-width UTF-8 byte array: a single buffer that forked loader workers share without copying
+    (a list of ``str`` is copied page by page into every worker as reference counts are touched)."""
+    return np.array([p.encode() for p in paths], dtype=np.bytes_)
+
+
 class FERDataset(Dataset):
-    """Images of one split with their head-index labels and, where present, valence/arousal and AUs."""
+    """Images of one split with their head-index labels and, where present, valence/arousal and AUs.
+
+    Per-image data live in numpy arrays and tensors (paths: ``path_array``), never in per-image Python objects.
+    """
 
     def __init__(self, records: pd.DataFrame, label: np.ndarray, transform):
-        self.paths = records["path"].tolist()
+        self.paths = path_array(records["path"])
         self.label = torch.tensor(np.asarray(label), dtype=torch.long)
         self.transform = transform
         va_cols = [c for c in ("valence", "arousal") if c in records]
@@ -83,8 +92,11 @@ class FERDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def path(self, i: int) -> str:
+        return self.paths[i].decode()
+
     def image(self, i: int) -> torch.Tensor:
-        image = self.transform(image=read_rgb(self.paths[i], checked=True))["image"]
+        image = self.transform(image=read_rgb(self.path(i), checked=True))["image"]
         return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
     def __getitem__(self, key: int | Seeded) -> dict:
