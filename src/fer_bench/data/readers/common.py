@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -60,9 +61,23 @@ def first_dir(root: Path, candidates: tuple[str, ...], what: str) -> Path:
     raise FileNotFoundError(f"no {what} folder under {root} (looked for {looked})")
 
 
+def image_files(folder: Path) -> list[str]:
+    """Image files under ``folder`` (any depth, symlinked folders not followed) as path strings, in ``Path``
+    order. One ``scandir`` per folder and no ``stat`` per file: listing a million images takes seconds."""
+    found, folders = [], [os.fspath(folder)]
+    while folders:
+        with os.scandir(folders.pop()) as entries:
+            for entry in entries:
+                if entry.is_dir(follow_symlinks=False):
+                    folders.append(entry.path)
+                elif os.path.splitext(entry.name)[1].lower() in IMAGE_SUFFIXES and entry.is_file():
+                    found.append(entry.path)
+    return sorted(found, key=lambda p: p.split(os.sep))
+
+
 def images_in(folder: Path) -> list[Path]:
     """Image files under ``folder`` (any depth), sorted."""
-    return sorted(p for p in folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    return [Path(p) for p in image_files(folder)]
 
 
 Box = tuple[str, int, int, int, int, Path]  # where, top, bottom, left, right, output PNG
