@@ -5,10 +5,11 @@
 # FER_BENCH_SESSION value shared by all of them (every rank must write into the same run directory), e.g.
 #   NNODES=2 NODE_RANK=0 MASTER_ADDR=node0 FER_BENCH_SESSION=exp42 bash experiments/launch/torchrun.sh method=qcs ...
 # Lightning reads torchrun's environment; trainer.devices and trainer.num_nodes must match it.
+# TORCHRUN: another torchrun executable (default: the project venv's).
 set -euo pipefail
 NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
 NNODES=${NNODES:-1}
 export FER_BENCH_SESSION=${FER_BENCH_SESSION:-$(date +%Y%m%d-%H%M%S)-torchrun$$}
-.venv/bin/torchrun --nnodes="$NNODES" --node-rank="${NODE_RANK:-0}" --nproc-per-node="$NPROC" \
+"${TORCHRUN:-.venv/bin/torchrun}" --nnodes="$NNODES" --node-rank="${NODE_RANK:-0}" --nproc-per-node="$NPROC" \
   --master-addr="${MASTER_ADDR:-127.0.0.1}" --master-port="${MASTER_PORT:-29500}" \
   -m fer_bench.cli bench trainer.preset=ddp trainer.devices="$NPROC" trainer.num_nodes="$NNODES" "$@"
