@@ -102,7 +102,8 @@ def test_psmr_keeps_the_top_ranked_by_raw_logit_and_never_rescores():
     assert memory.slots[0].tolist() == [11, 10]
     by_prob = logits.softmax(1)[:, 0].numpy()
     memory.select(1, indices, 2, by_prob)
-    assert memory.slots[1].tolist() == [12, 10], "softmax ranking differs, so the logit case above proves the logit is used"
+    assert memory.slots[1].tolist() == [12, 10], \
+        "softmax ranking differs, so the logit case above proves the logit is used"
     memory.truncate(1)
     assert memory.state_dict()["slots"] == {"0": [11], "1": [12]} and len(memory) == 2
     state = memory.state_dict()

@@ -130,5 +130,6 @@ def run_perf_data(sizes: list[int], out_dir: Path, cache_dir: Path, workers: int
     md.write_text(f"# Data scale benchmark\n\n{os.cpu_count()} CPU(s) visible, {workers} loader workers, batch "
                   f"{batch}; trees of hard-linked 16x16 JPEGs in {cache_dir / 'perf-data'}. Figures on a shared "
                   "machine are upper bounds.\n\n"
-                  f"{table.to_markdown(index=False, floatfmt='.2f')}\n\n{budgets.to_markdown(index=False, floatfmt='.2f')}\n")
+                  f"{table.to_markdown(index=False, floatfmt='.2f')}\n\n"
+                  f"{budgets.to_markdown(index=False, floatfmt='.2f')}\n")
     return md

@@ -130,7 +130,8 @@ def read_rgb(path: str, checked: bool = False) -> np.ndarray:
     """Decode an image file to an RGB uint8 HxWx3 array (grayscale expanded); the one decode path.
 
     The file is checked first (``image_problem``): an oversized header is refused before any pixel is decoded.
-    ``checked=True`` skips that for files ``check_files`` (data/checked.py) has already passed (the training loader's hot path).
+    ``checked=True`` skips that for files ``check_files`` (data/checked.py) has already passed (the training
+    loader's hot path).
     """
     problem = None if checked else image_problem(path)
     if problem:

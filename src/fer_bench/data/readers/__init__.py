@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fer_bench.data.checked import check_files
 from fer_bench.data.readers import (
     abaw,
     affectnet,
@@ -21,7 +22,6 @@ from fer_bench.data.readers import (
     sfew,
     synthetic,
 )
-from fer_bench.data.checked import check_files
 from fer_bench.data.records import DataError, Problems, normalise
 
 READERS = {
