@@ -11,7 +11,7 @@ import pytest
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data import checked
 from fer_bench.data.readers import read_records
-from tests.conftest import write_png
+from conftest import write_png
 
 CLASSES = ("happy", "sad", "neutral")
 
