@@ -7,11 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import write_png
 
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data import checked
 from fer_bench.data.readers import read_records
-from conftest import write_png
 
 CLASSES = ("happy", "sad", "neutral")
 
