@@ -26,7 +26,9 @@ from omegaconf import OmegaConf
 
 from fer_bench.bench import runner
 from fer_bench.config import build_config, load_run_config
+from fer_bench.data.checked import table_path
 from fer_bench.data.datamodule import FERDataModule
+from fer_bench.data.readers import dataset_root
 from fer_bench.data.samplers import EvalShardSampler
 from fer_bench.methods import METHODS
 from fer_bench.methods import predictions as P
@@ -147,10 +149,23 @@ def test_two_process_test_equals_one_process_on_odd_test_set(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("method", DDP_METHODS)
-def test_ddp_spawn_training_runs_end_to_end(method, tmp_path):
+def test_ddp_spawn_training_runs_end_to_end(method, tmp_path, monkeypatch):
+    monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))  # its own image-check log, counted below
     cfg = _config(method, tmp_path, *DDP, "trainer.max_epochs=2")
     with _deadline(DEADLINE_S):
         run_dir = runner.train_one(cfg)
+
+    # Image headers checked once (rank 0's prepare_data), not once per rank; every rank then read the verdicts.
+    root = dataset_root(cfg.data)
+    log = table_path(cfg.data.cache_dir, root).with_suffix(".log").read_text().splitlines()
+    images = sum(1 for p in root.rglob("*") if p.suffix == ".png")
+    assert [line.split()[-2:] for line in log] == [[f"checked={images}", "cached=0"]], log
+    # Every rank held the same records and splits (setup compares them across ranks), equal to one process's.
+    single = FERDataModule(cfg.data, runner.build_method(cfg).data_needs(), seed=cfg.seed)
+    single.setup()
+    for split in ("train", "val", "test"):
+        listed = (run_dir / "splits" / f"{split}.txt").read_text().splitlines()
+        assert listed == single.records.loc[single.records["split"] == split, "path"].tolist(), split
 
     assert [p.name for p in (tmp_path / "runs").iterdir()] == [run_dir.name], "one run directory, all ranks"
     for name in ("config.yaml", "splits/train.txt", "splits/test.txt", "checkpoints/best.ckpt",

@@ -10,6 +10,7 @@ from omegaconf import OmegaConf
 
 from fer_bench.config import build_config
 from fer_bench.data.readers import read_records
+from fer_bench.data.readers.common import IMAGE_SUFFIXES, image_files
 from fer_bench.data.records import DataError, read_rgb
 
 
@@ -111,3 +112,15 @@ def test_synthetic_card_reads_through_the_csv_path():
     assert set(records["split"]) == {"train", "val", "test"}
     assert {"valence", "arousal", "au12"} <= set(records.columns)
     assert OmegaConf.select(cfg, "reader") == "synthetic"
+
+
+def test_image_listing_matches_sorted_rglob_order(tmp_path):
+    """``image_files`` (scandir, no stat per file) lists what ``sorted(Path.rglob)`` lists, in the same order."""
+    for name in ("a/b.jpg", "a/b/x.png", "a-c/z.JPG", "a/.png", "a/png", "a/b/c/d.jpeg", "a.b/q.png", "A/k.png",
+                 "a/b.", "a/notes.txt"):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b"x")
+    (tmp_path / "link").symlink_to(tmp_path / "a")
+    reference = sorted(p for p in tmp_path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    assert image_files(tmp_path) == [str(p) for p in reference]
+    assert len(reference) == 6

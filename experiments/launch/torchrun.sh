@@ -7,12 +7,13 @@
 # Resume on any number of machines and GPUs (the run keeps its saved recipe; the preset is not applied again):
 #   NNODES=1 bash experiments/launch/torchrun.sh resume=runs/<run dir>
 # Lightning reads torchrun's environment; trainer.devices and trainer.num_nodes are set to match it.
+# TORCHRUN: another torchrun executable (default: the project venv's).
 set -euo pipefail
 NPROC=${NPROC:-$(nvidia-smi -L | wc -l)}
 NNODES=${NNODES:-1}
 PRESET=(trainer.preset=ddp)
 for arg in "$@"; do [[ $arg == resume=* ]] && PRESET=(); done
 export FER_BENCH_SESSION=${FER_BENCH_SESSION:-$(date +%Y%m%d-%H%M%S)-torchrun$$}
-.venv/bin/torchrun --nnodes="$NNODES" --node-rank="${NODE_RANK:-0}" --nproc-per-node="$NPROC" \
+"${TORCHRUN:-.venv/bin/torchrun}" --nnodes="$NNODES" --node-rank="${NODE_RANK:-0}" --nproc-per-node="$NPROC" \
   --master-addr="${MASTER_ADDR:-127.0.0.1}" --master-port="${MASTER_PORT:-29500}" \
   -m fer_bench.cli bench "${PRESET[@]}" trainer.devices="$NPROC" trainer.num_nodes="$NNODES" "$@"

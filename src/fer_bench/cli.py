@@ -41,6 +41,8 @@ verbs:
                                            the inference path as ONNX, checked against PyTorch (onnxruntime)
   perf   [methods=baseline,qcs] [backbone=resnet18] [reps=5] [steps=12] [out=results] [key=value ...]
                                            fer-bench vs a plain PyTorch loop: results/perf.csv + perf.md
+  perf suite=data [sizes=10000,100000,1000000] [workers=4] [out=results]
+                                           indexing and loader scale: results/perf_data.csv + perf_data.md
   synth  --out DIR [field=value ...]       write a synthetic face data set (images/<split>/*.png + labels.csv)
   synth  --sheet FILE.png                  render a contact sheet: one row per class, one column per domain
   extract run=DIR [ckpt=best|last] [out=F] [data=D key=value ...]
@@ -221,6 +223,11 @@ def cmd_export(args: list[str]) -> None:
 
 
 def cmd_perf(args: list[str]) -> None:
+    suite, args = _pop(args, "suite", "methods")
+    if suite == "data":
+        return cmd_perf_data(args)
+    if suite != "methods":
+        raise ConfigError(f"suite={suite}: perf suites are methods (default) and data")
     from fer_bench.bench.perf import PLAIN_LOSSES, run_perf
 
     methods, args = _pop(args, "methods", ",".join(PLAIN_LOSSES))
@@ -236,6 +243,18 @@ def cmd_perf(args: list[str]) -> None:
     report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone)
     print(report.read_text())
     print(f"perf: {report} ({time.time() - started:.0f} s)")
+
+
+def cmd_perf_data(args: list[str]) -> None:
+    a = _verb_args(args, "fer-bench perf suite=data [sizes=10000,100000,1000000] [workers=4] [out=results]", (),
+                   {"sizes": "10000,100000,1000000", "workers": "4", "out": "results"})
+    from fer_bench.bench.perf_data import run_perf_data
+    from fer_bench.config import data_card
+
+    sizes = [int(s) for s in a["sizes"].strip("[]").split(",") if s]
+    report = run_perf_data(sizes, Path(a["out"]), Path(data_card("folder").cache_dir).expanduser(),
+                           workers=int(a["workers"]))
+    print(report.read_text())
 
 
 def cmd_synth(args: list[str]) -> None:

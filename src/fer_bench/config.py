@@ -117,6 +117,7 @@ class DataConfig:
     test_fraction: float = 0.2
     split_seed: int = 0
     on_error: str = "raise"
+    check: str = "full"  # full: image headers checked once per file version, then cached | stat | off
     drop_outside_space: bool = False  # true: labels outside `space` are dropped and counted (AffectNet-7)
     # Subject-independent folds (CK+, CFEE, class folders with subject_regex): fold f = test subjects, val carved
     # from the others. fold unset: `bench` runs every fold (mean ± std over folds), `train` fold 0.
@@ -440,8 +441,11 @@ def data_card(name: str) -> DictConfig:
 
 
 def _check_values(cfg: DictConfig) -> None:
+    if cfg.data.check == "False":  # YAML reads `off` as a boolean
+        cfg.data.check = "off"
     choices = {
         "data.on_error": ("raise", "skip"),
+        "data.check": ("full", "stat", "off"),
         "data.ferplus.label_mode": ("majority", "probability"),
         "data.sampler": ("random", "balanced"),
         "data.target": ("expression", "compound"),

@@ -41,12 +41,12 @@ def step_data(cfg, method, dm: FERDataModule, scenario: Scenario, step: int) -> 
     batch = cfg.data.batch_size if step == 0 else cfg.method.step_batch_size
     common = {"seen": seen, "batch_size": batch, "seed": cfg.seed * 1000 + step, "val_split": val_split(cfg)}
     if step == 0 or method.strategy.joint:
-        return StepData(fixed=np.flatnonzero(labels < seen).tolist(), **common)
+        return StepData(fixed=np.flatnonzero(labels < seen), **common)
     total, m = memory_budget(cfg, dm, scenario)
     m_step = per_class(cfg.method.mem_mode, total, m, seen)
     new = np.flatnonzero(np.isin(labels, list(scenario.new_classes(step))))
     count = min(len(new), m_step * len(scenario.new_classes(step)))
-    return StepData(fixed=method.memory.indices(), new_pool=new.tolist(), new_count=count,
+    return StepData(fixed=method.memory.indices(), new_pool=new, new_count=count,
                     redraw=new_class_redraw(cfg), **common)
 
 

@@ -39,7 +39,7 @@ log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
 RUN_KEYS = ("batch_size", "eval_batch_size", "num_workers", "pin_memory", "persistent_workers", "cache_dir",
-            "on_error")
+            "on_error", "check")
 TARGETS_MEAN = "targets mean"
 
 

@@ -57,7 +57,7 @@ def _one_class(cfg, run_dir: Path, scenario: Scenario, compound: str, shots: int
         pool, shots, replace=False)
     f = cfg.method.fewshot
     faithful = cfg.method.protocol == "faithful"
-    dm.step = StepData(seen=base + 1, fixed=np.repeat(picked, f.repeats).tolist(), batch_size=f.batch_size,
+    dm.step = StepData(seen=base + 1, fixed=np.repeat(picked, f.repeats), batch_size=f.batch_size,
                        seed=cfg.seed, val_split="test" if faithful else "val",
                        eval_only=[base] if faithful else None)
     fit_step(fs_cfg, method, dm, run_dir, f"fewshot_{shots}shot_{compound.replace(' ', '_')}",

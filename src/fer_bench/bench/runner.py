@@ -235,6 +235,8 @@ def test_run(run_dir: Path, kind: str = "best") -> dict:
     """Re-test a finished run's checkpoint on its saved test split; returns the test metrics."""
     cfg = load_run_config(run_dir)
     cfg.logger.wandb = False
+    if cfg.trainer.num_nodes > 1 and "WORLD_SIZE" not in os.environ:  # a cluster run, re-tested outside torchrun
+        cfg.trainer.num_nodes, cfg.trainer.devices, cfg.trainer.strategy = 1, 1, "auto"
     method = build_method(cfg)
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed, splits_from=run_dir / "splits")
     report, _, _ = _test_checkpoint(cfg, method, datamodule, run_dir, kind, [], "retest")

@@ -8,6 +8,7 @@ nothing of methods beyond those needs.
 from __future__ import annotations
 
 import copy
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -61,11 +62,26 @@ def _unseed(transform, key):
     return key
 
 
+def records_digest(records: pd.DataFrame) -> str:
+    """A hash of the rows' paths, splits and head labels, to compare the records of two processes."""
+    rows = pd.util.hash_pandas_object(records[["path", "split", "head"]], index=False).to_numpy()
+    return hashlib.sha1(rows.tobytes()).hexdigest()
+
+
+def path_array(paths) -> np.ndarray:
+    """Paths as one fixed-width UTF-8 byte array: a single buffer that forked loader workers share without copying
+    (a list of ``str`` is copied page by page into every worker as reference counts are touched)."""
+    return np.array([p.encode() for p in paths], dtype=np.bytes_)
+
+
 class FERDataset(Dataset):
-    """Images of one split with their head-index labels and, where present, valence/arousal and AUs."""
+    """Images of one split with their head-index labels and, where present, valence/arousal and AUs.
+
+    Per-image data live in numpy arrays and tensors (paths: ``path_array``), never in per-image Python objects.
+    """
 
     def __init__(self, records: pd.DataFrame, label: np.ndarray, transform):
-        self.paths = records["path"].tolist()
+        self.paths = path_array(records["path"])
         self.label = torch.tensor(np.asarray(label), dtype=torch.long)
         self.transform = transform
         va_cols = [c for c in ("valence", "arousal") if c in records]
@@ -76,8 +92,11 @@ class FERDataset(Dataset):
     def __len__(self) -> int:
         return len(self.paths)
 
+    def path(self, i: int) -> str:
+        return self.paths[i].decode()
+
     def image(self, i: int) -> torch.Tensor:
-        image = self.transform(image=read_rgb(self.paths[i], checked=True))["image"]
+        image = self.transform(image=read_rgb(self.path(i), checked=True))["image"]
         return torch.from_numpy(image.transpose(2, 0, 1).copy())
 
     def __getitem__(self, key: int | Seeded) -> dict:
@@ -125,7 +144,9 @@ class FERDataModule(pl.LightningDataModule):
         return len(self.space)
 
     def prepare_data(self) -> None:
-        prepare(self.cfg)  # generates the synthetic cache or decodes a cached reader's images once, on rank 0
+        # Lightning calls this on local rank 0 only, before any rank's setup: it generates the synthetic cache or
+        # decodes a cached reader's images once, and under DDP checks the image headers once for every rank.
+        prepare(self.cfg, check=self._world()[1] > 1)
 
     def _world(self) -> tuple[int, int]:
         trainer = self.trainer
@@ -167,6 +188,7 @@ class FERDataModule(pl.LightningDataModule):
         if self.records is not None:
             return
         self.records = self.label_and_split(*read_records(self.cfg))
+        self._same_on_every_rank()
         size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
         for name in ("train", "val", "test"):
             rows = self.records[self.records["split"] == name]
@@ -176,6 +198,18 @@ class FERDataModule(pl.LightningDataModule):
                 size, mean, std)
             self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
         log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
+
+    def _same_on_every_rank(self) -> None:
+        """Under DDP, stop unless every rank holds the same rows, labels and splits (a data set changing under a
+        run, or a rank seeing another copy of it, would otherwise train and score on mixed data)."""
+        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+            return
+        digests = [None] * torch.distributed.get_world_size()
+        torch.distributed.all_gather_object(digests, records_digest(self.records))
+        differing = [rank for rank, d in enumerate(digests) if d != digests[0]]
+        if differing:
+            raise DataError(f"data set '{self.cfg.name}': ranks {differing} read other records or splits than "
+                            "rank 0; is the data set being changed, or does every node see the same copy?")
 
     def label_and_split(self, records: pd.DataFrame, problems: Problems) -> pd.DataFrame:
         """The rows with a label of the run, with their ``head`` index and ``split``; the split lists, bad items

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import cv2
@@ -140,7 +139,8 @@ def read_rgb(path: str, checked: bool = False) -> np.ndarray:
     """Decode an image file to an RGB uint8 HxWx3 array (grayscale expanded); the one decode path.
 
     The file is checked first (``image_problem``): an oversized header is refused before any pixel is decoded.
-    ``checked=True`` skips that for files ``check_files`` has already passed (the training loader's hot path).
+    ``checked=True`` skips that for files ``check_files`` (data/checked.py) has already passed (the training
+    loader's hot path).
     """
     problem = None if checked else image_problem(path)
     if problem:
@@ -149,20 +149,3 @@ def read_rgb(path: str, checked: bool = False) -> np.ndarray:
     if image is None:
         raise DataError(f"cannot decode image {path}")
     return image
-
-
-def check_files(df: pd.DataFrame, problems: Problems) -> pd.DataFrame:
-    """Flag rows whose image is missing, empty, unreadable, oversized or truncated; returns the rows that remain.
-
-    A problem is located at the row's ``source`` (annotation file and line) when the reader gave one, else at
-    the image path itself.
-    """
-    if df.empty:
-        return df
-    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
-        found = list(pool.map(image_problem, df["path"]))
-    where = df["source"].fillna(df["path"]) if "source" in df else df["path"]
-    for w, problem in zip(where, found, strict=True):
-        if problem:
-            problems.add(str(w), problem)
-    return df[np.array([p is None for p in found], dtype=bool)]

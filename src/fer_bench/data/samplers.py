@@ -20,6 +20,13 @@ ANCHOR_MODES = ("shuffle", "balanced")
 NEGATIVE_MODES = ("frequency", "balanced")
 
 
+def as_items(array: np.ndarray, chunk: int = 4096) -> Iterator:
+    """The rows of an index array as Python values, converted a chunk at a time: an epoch's order stays one
+    array instead of a list of per-item Python objects."""
+    for start in range(0, len(array), chunk):
+        yield from array[start : start + chunk].tolist()
+
+
 def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
     """Explicit (num_replicas, rank), else the initialised process group's, else (1, 0)."""
     active = dist.is_available() and dist.is_initialized()
@@ -135,7 +142,7 @@ class QuadrupletSampler(Sampler[tuple[int, int, int, int]]):
 
     def __iter__(self) -> Iterator[tuple[int, int, int, int]]:
         quads = np.resize(self.global_quadruplets(self.epoch), (self.num_per_rank * self.num_replicas, 4))
-        return iter(map(tuple, quads[self.rank :: self.num_replicas].tolist()))
+        return map(tuple, as_items(quads[self.rank :: self.num_replicas]))
 
     def __len__(self) -> int:
         return self.num_per_rank
@@ -158,7 +165,7 @@ class ShuffleSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         order = self.global_order(np.random.default_rng([self.seed, self.epoch]))
         padded = np.resize(order, len(self) * self.world)
-        return iter(padded[self.rank :: self.world].tolist())
+        return as_items(padded[self.rank :: self.world])
 
     def __len__(self) -> int:
         return -(-self.num_global // self.world)
@@ -221,7 +228,7 @@ class TaskSampler(Sampler[int]):
     def __iter__(self) -> Iterator[int]:
         items = np.concatenate([self.fixed, self.new_items(self.epoch)])
         order = np.random.default_rng([self.seed, self.epoch]).permutation(items)
-        return iter(np.resize(order, self.per_rank * self.world)[self.rank :: self.world].tolist())
+        return as_items(np.resize(order, self.per_rank * self.world)[self.rank :: self.world])
 
     def __len__(self) -> int:
         return self.per_rank
@@ -249,7 +256,7 @@ class AugmentSeeds(Sampler[Seeded]):
 
     def __iter__(self) -> Iterator[Seeded]:
         seeds = np.random.default_rng([self.seed, self.epoch, self.rank]).integers(0, 2**63, size=len(self.sampler))
-        return iter(map(Seeded, self.sampler, seeds.tolist()))
+        return map(Seeded, self.sampler, as_items(seeds))
 
     def __len__(self) -> int:
         return len(self.sampler)

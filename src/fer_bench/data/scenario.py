@@ -96,8 +96,8 @@ class StepData:
     and the number of head classes evaluated (val/test restricted to labels below ``seen``)."""
 
     seen: int
-    fixed: list[int] = field(default_factory=list)
-    new_pool: list[int] = field(default_factory=list)
+    fixed: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))  # int64 index arrays
+    new_pool: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     new_count: int = 0
     redraw: bool = False
     batch_size: int = 32

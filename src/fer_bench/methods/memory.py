@@ -1,4 +1,4 @@
-"""The replay memory: per-class lists of training-set indices (never tensors), in selection order.
+"""The replay memory: per-class arrays of training-set indices (never tensors or images), in selection order.
 
 PSMR (specs/continual.md §4.4) ranks a class's images by the model's score for that class and keeps the top m;
 the random variant keeps a seeded random subset. Truncation keeps each list's prefix, so a shrinking budget keeps
@@ -32,7 +32,7 @@ def per_class(mode: str, total: int, m: int, seen: int) -> int:
 
 class ReplayMemory:
     def __init__(self):
-        self.slots: dict[int, list[int]] = {}
+        self.slots: dict[int, np.ndarray] = {}  # int64 index arrays
 
     def select(self, cls: int, indices, m: int, scores=None, seed: int = 0) -> None:
         """Store ``m`` of ``indices`` for class ``cls``: the ``m`` highest ``scores`` (ties keep index order),
@@ -45,24 +45,24 @@ class ReplayMemory:
             if scores.shape != indices.shape:
                 raise ValueError(f"{len(scores)} scores for {len(indices)} indices of class {cls}")
             order = np.argsort(-scores, kind="stable")
-        self.slots[cls] = indices[order[:m]].tolist()
+        self.slots[cls] = indices[order[:m]]
 
     def truncate(self, m: int) -> None:
         """Keep the first ``m`` exemplars of every class."""
         self.slots = {c: v[:m] for c, v in self.slots.items()}
 
-    def indices(self) -> list[int]:
+    def indices(self) -> np.ndarray:
         """All stored indices, classes in ascending order."""
-        return [i for c in sorted(self.slots) for i in self.slots[c]]
+        return np.concatenate([self.slots[c] for c in sorted(self.slots)] or [np.zeros(0, np.int64)])
 
     def __len__(self) -> int:
         return sum(map(len, self.slots.values()))
 
     def state_dict(self) -> dict:
-        return {"slots": {str(c): list(v) for c, v in self.slots.items()}}
+        return {"slots": {str(c): v.tolist() for c, v in self.slots.items()}}
 
     def load_state_dict(self, state: dict) -> None:
-        self.slots = {int(c): [int(i) for i in v] for c, v in state["slots"].items()}
+        self.slots = {int(c): np.asarray(v, dtype=np.int64) for c, v in state["slots"].items()}
 
     def digest(self) -> str:
         return hashlib.sha1(json.dumps(self.state_dict(), sort_keys=True).encode()).hexdigest()

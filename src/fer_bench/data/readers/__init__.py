@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from fer_bench.data.checked import check_files
 from fer_bench.data.readers import (
     abaw,
     affectnet,
@@ -21,7 +22,7 @@ from fer_bench.data.readers import (
     sfew,
     synthetic,
 )
-from fer_bench.data.records import DataError, Problems, check_files, normalise
+from fer_bench.data.records import DataError, Problems, normalise
 
 READERS = {
     "folder": folder.read,
@@ -57,10 +58,21 @@ def dataset_root(data_cfg) -> Path:
     return root
 
 
-def prepare(data_cfg) -> None:
-    """Once per run, on one process: generate the synthetic cache or decode a cached reader's images."""
+def prepare(data_cfg, check: bool = False) -> None:
+    """Once per run, on one process per node: generate the synthetic cache or decode a cached reader's images.
+
+    ``check``: also check the images (``data.check``, data/checked.py), so that the other ranks, reading the
+    records afterwards, find every verdict stored and only stat the files. Bad input is left for those reads to
+    report, identically on every rank.
+    """
     root = dataset_root(data_cfg)
-    if data_cfg.reader in CACHED_READERS:
+    if check:
+        found = Problems("skip")
+        try:
+            check_files(drop_duplicates(normalise(_read(root, data_cfg, found)), found), found, root, data_cfg)
+        except DataError:
+            return
+    elif data_cfg.reader in CACHED_READERS:
         _read(root, data_cfg, Problems("skip"))
 
 
@@ -102,7 +114,7 @@ def read_records(data_cfg, problems: Problems | None = None) -> tuple[pd.DataFra
     if absent:
         raise DataError(f"data.group_columns={list(group_columns)}: data set '{data_cfg.name}' has no column "
                         f"{', '.join(absent)}; its columns are {', '.join(table.columns)}")
-    records = check_files(drop_duplicates(normalise(table, group_columns), problems), problems)
+    records = check_files(drop_duplicates(normalise(table, group_columns), problems), problems, root, data_cfg)
     problems.settle(data_cfg.name)
     problems.log_dropped(data_cfg.name)
     if records.empty:

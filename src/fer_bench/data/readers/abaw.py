@@ -20,6 +20,7 @@ sentinel says so, and a row without any label dropped.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -67,9 +68,10 @@ def _au(fields: list[str]) -> dict | None:
 TASKS = {"EXPR": ("expr", _expr), "VA": ("va", _va), "AU": ("au", _au)}
 
 
-def _frames_with_images(folder: Path, cache: dict[Path, set[str]]) -> set[str]:
+def _frames_with_images(folder: str, cache: dict[str, set[str]]) -> set[str]:
+    """The file names in one video's image folder (listed once per video)."""
     if folder not in cache:
-        cache[folder] = {p.name for p in folder.iterdir()} if folder.is_dir() else set()
+        cache[folder] = set(os.listdir(folder)) if os.path.isdir(folder) else set()
     return cache[folder]
 
 
@@ -122,6 +124,7 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> dict[
         for set_name, split in SETS.items():
             for file in sorted((task_dir / set_name).glob("*.txt")):
                 video = file.stem
+                video_dir = os.path.join(images, video)  # strings, not Path objects: millions of frames
                 for number, fields in lines(file, skip_header=True):
                     where = f"{file}:{number}"
                     try:
@@ -132,9 +135,11 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> dict[
                     if label is None:
                         _sentinel(task, problems)
                         continue
-                    frame = frames.setdefault((video, number - 1), {
-                        "path": str(images / video / f"{number - 1:05d}.jpg"), "subject": video, "split": split,
-                        "domain": "affwild2", "source": where})
+                    frame = frames.get((video, number - 1))
+                    if frame is None:
+                        frame = frames[(video, number - 1)] = {
+                            "path": f"{video_dir}{os.sep}{number - 1:05d}.jpg", "subject": video, "split": split,
+                            "domain": "affwild2", "source": where}
                     if frame["split"] != split:
                         problems.add(where, f"video {video} is in {set_name} here but not in the other tasks")
                         continue
@@ -153,12 +158,12 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
         read_frames = _task_frames
     images = root / (data_cfg.variant or "cropped_aligned")
     frames = read_frames(root, images, options, problems)
-    listed: dict[Path, set[str]] = {}
+    listed: dict[str, set[str]] = {}
     rows = []
     for key in sorted(frames):  # by video, then frame number
         frame = frames[key]
-        path = Path(frame["path"])
-        if path.name in _frames_with_images(path.parent, listed):
+        folder, _, name = frame["path"].rpartition(os.sep)
+        if name in _frames_with_images(folder, listed):
             rows.append(frame)
         else:
             problems.drop(NO_IMAGE)

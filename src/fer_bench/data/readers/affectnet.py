@@ -63,7 +63,7 @@ def labels(expression: str, valence: str, arousal: str, problems: Problems) -> d
             "valence": _va(valence, "valence"), "arousal": _va(arousal, "arousal")}
 
 
-def _crop_all(root: Path, folder: Path, problems: Problems) -> pd.DataFrame:
+def _crop_all(root: Path, folder: Path, problems: Problems, workers: int) -> pd.DataFrame:
     lists = first_dir(root, LIST_FOLDERS, "AffectNet file list (training.csv)")
     rows, boxes, seen = [], defaultdict(list), {}
     for name, split in FILES.items():
@@ -95,15 +95,17 @@ def _crop_all(root: Path, folder: Path, problems: Problems) -> pd.DataFrame:
             crop = Path("crops") / split / f"{Path(image).with_suffix('')}_{x}_{y}_{w}_{h}.png"  # one file per face
             boxes[image].append((where, y, y + h, x, x + w, folder / crop))
             rows.append({"path": str(crop), **label, "split": split, "domain": "affectnet", "source": where})
-    return pd.DataFrame(cut_faces(root / IMAGE_FOLDER, boxes, rows, problems),
+    return pd.DataFrame(cut_faces(root / IMAGE_FOLDER, boxes, rows, problems, workers),
                         columns=["path", "expression", "valence", "arousal", "split", "domain", "source"])
 
 
 def read_csv(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
-    """Release A: the manually annotated CSVs and full pictures, faces cut out once into the cache."""
+    """Release A: the manually annotated CSVs and full pictures, faces cut out once into the cache by
+    ``data.num_workers`` processes; a killed cutting resumes where it stopped."""
     lists = first_dir(root, LIST_FOLDERS, "AffectNet file list (training.csv)")
     key = source_key("affectnet", [lists / name for name in FILES if (lists / name).is_file()], {})
-    return cached_records(data_cfg, key, lambda folder, found: _crop_all(root, folder, found), problems)
+    return cached_records(data_cfg, key, lambda folder, found: _crop_all(root, folder, found, data_cfg.num_workers),
+                          problems, resume=True)
 
 
 def _npy_value(path: Path) -> str:

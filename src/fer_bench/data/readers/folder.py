@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.data.readers.common import images_in, subject_folds
+from fer_bench.data.readers.common import image_files, subject_folds
 from fer_bench.data.records import Problems
 from fer_bench.labels import compound_id, expression_id
 
@@ -46,10 +46,10 @@ def class_rows(class_dir: Path, split: str | None, problems: Problems,
     if labels is None:
         problems.add(str(class_dir), f"folder name '{class_dir.name}' is not a known expression or compound class")
         return []
-    images = images_in(class_dir)
+    images = image_files(class_dir)
     if not images:
         problems.add(str(class_dir), "class folder holds no images")
-    return [{"path": str(p), "split": split, **labels} for p in images]
+    return [{"path": p, "split": split, **labels} for p in images]
 
 
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
