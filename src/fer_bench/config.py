@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fer_bench import protocol
 from fer_bench.data.synthetic import SynthSpec
 from fer_bench.method_configs import METHOD_CONFIGS
 
@@ -355,11 +356,20 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
     exp_path = root / "experiments" / f"{method}.yaml"
     experiment = _load_yaml(exp_path, "experiment", root / "experiments")
     profiles = experiment.pop("profiles", None) or {}
+    faithful = experiment.pop("faithful", None)
     cfg = _merge(cfg, experiment, str(exp_path))
     profile = selectors.get("profile")
+    if profile and profile not in profiles:
+        raise ConfigError(f"experiment {exp_path} has no profile '{profile}'; profiles: {', '.join(profiles)}")
+    layers = [_parse_overrides(values), profiles[profile] if profile else {}, cfg]
+    if next(p for p in (OmegaConf.select(OmegaConf.create(x), "method.protocol") for x in layers) if p) == "faithful":
+        # the authors' recipe (experiments/<method>.yaml `faithful:`, docs/faithful.md) below profile and command line
+        try:
+            block = protocol.check_block(faithful or {}, str(exp_path))
+        except protocol.FaithfulError as e:
+            raise ConfigError(str(e)) from None
+        cfg = _merge(cfg, protocol.overrides(block), f"{exp_path} (faithful)")
     if profile:
-        if profile not in profiles:
-            raise ConfigError(f"experiment {exp_path} has no profile '{profile}'; profiles: {', '.join(profiles)}")
         cfg = _merge(cfg, profiles[profile], f"{exp_path} (profile {profile})")
         cfg.profile = profile
 
@@ -424,6 +434,9 @@ def _check_values(cfg: DictConfig) -> None:
         value = OmegaConf.select(cfg, key)
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; allowed: {', '.join(allowed)}")
+    if cfg.method.protocol == "corrected" and cfg.data.val_fraction <= 0:
+        raise ConfigError("data.val_fraction must be > 0 under method.protocol=corrected (it selects on a validation "
+                          "split carved from train); no validation split is the faithful protocol's")
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")

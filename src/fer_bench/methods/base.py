@@ -79,7 +79,8 @@ class FERMethod(pl.LightningModule):
                  batch_size=batch["label"].shape[0], add_dataloader_idx=False)
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        self._eval_step(batch, VAL_LOADER_STAGES[dataloader_idx])
+        stages = getattr(self.trainer.datamodule, "val_stages", VAL_LOADER_STAGES)  # no val split: test_epoch only
+        self._eval_step(batch, stages[dataloader_idx])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._eval_step(batch, "test")
