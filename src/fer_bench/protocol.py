@@ -76,3 +76,13 @@ def write_table(blocks: dict[str, dict], path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(table(blocks))
     return path
+
+
+def blocks(experiments_dir: Path) -> dict[str, dict]:
+    """``{method: faithful block}`` of every experiment that declares one, in file-name order."""
+    found = {}
+    for path in sorted(Path(experiments_dir).glob("*.yaml")):
+        block = OmegaConf.load(path).get("faithful")
+        if block is not None:
+            found[path.stem] = check_block(block, str(path))
+    return found
