@@ -5,9 +5,12 @@ epoch chosen on test and flagged), and the continual memory is sized from the wh
 from functools import cache
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pandas as pd
 import pytest
 from omegaconf import OmegaConf
+from PIL import Image
 
 from fer_bench import labels as L
 from fer_bench import protocol
@@ -17,25 +20,29 @@ from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
+from fer_bench.data.transforms import PilBilinear, eval_transform, reseed, train_transform
 from fer_bench.methods.memory import budget
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = protocol.blocks(ROOT / "experiments")
-ROWS = [(method, row) for method, block in BLOCKS.items() for row in block["settings"]]
+# (method, data set, row): the method's rows on the default data set, a data set's own rows on that data set
+ROWS = [(method, "synthetic", row) for method, block in BLOCKS.items() for row in block["settings"]] + [
+    (method, data, row) for method, block in BLOCKS.items() for data, scope in (block.get("data") or {}).items()
+    for row in scope["settings"]]
 
 
 @cache
-def _faithful(method: str):
-    return build_config([f"method={method}", "method.protocol=faithful"])
+def _faithful(method: str, data: str = "synthetic"):
+    return build_config([f"method={method}", f"data={data}", "method.protocol=faithful"])
 
 
 def test_every_faithful_method_declares_a_block():
     assert set(BLOCKS) == {"qcs", "clip_gfer", "continual"}
 
 
-@pytest.mark.parametrize(("method", "row"), ROWS, ids=[f"{m}:{r['key']}" for m, r in ROWS])
-def test_faithful_config_resolves_the_official_value(method, row):
-    value = OmegaConf.select(_faithful(method), row["key"], throw_on_missing=True)
+@pytest.mark.parametrize(("method", "data", "row"), ROWS, ids=[f"{m}:{d}:{r['key']}" for m, d, r in ROWS])
+def test_faithful_config_resolves_the_official_value(method, data, row):
+    value = OmegaConf.select(_faithful(method, data), row["key"], throw_on_missing=True)
     value = OmegaConf.to_container(value) if OmegaConf.is_config(value) else value
     assert value == (pytest.approx(row["value"]) if isinstance(row["value"], float) else row["value"])
 
@@ -61,7 +68,7 @@ def test_a_faithful_block_row_without_its_official_file_is_named():
         protocol.check_block({"settings": [{"key": "optim.lr", "value": 1, "official": "lr 1"}]}, "x.yaml")
 
 
-SYNTH = ["data.synth.subjects=12", "data.synth.per_subject=1", "data.synth.size=32", "data.num_workers=0",
+SYNTH = ["data.synth.subjects=10", "data.synth.per_subject=1", "data.synth.size=32", "data.num_workers=0",
          "data.image_size=32"]
 
 
@@ -111,14 +118,15 @@ def _check_faithful_splits(run_dir: Path, cfg) -> None:
     assert len(splits["train"]) + len(splits["test"]) == len(records)
 
 
-QCS = ["method=qcs", "method.dim=32", "method.image_size=32", "method.heads=2", "data.batch_size=8"]
+QCS = ["method=qcs", "method.dim=32", "method.image_size=32", "method.heads=2", "data.batch_size=8",
+       "method.base_depth=1"]
 CAFE = ["method=clip_gfer", "data.batch_size=16"]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("extra", [QCS, CAFE], ids=["qcs", "clip_gfer"])
 def test_faithful_bench_trains_on_every_train_image_and_flags_test_selection(tmp_path, extra):
-    cfg = build_config([*extra, "profile=cpu", "method.protocol=faithful", *SYNTH, "trainer.max_epochs=2",
+    cfg = build_config([*extra, "profile=cpu", "method.protocol=faithful", *SYNTH, "trainer.max_epochs=1",
                         "seeds=[0]", "trainer.progress_bar=false", "logger.wandb=false",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
     [run_dir] = runner.bench(cfg)
@@ -127,7 +135,7 @@ def test_faithful_bench_trains_on_every_train_image_and_flags_test_selection(tmp
     assert board["ckpt"].tolist() == ["best_test_epoch", "last"]
     assert board["selection"].iloc[0] == "test (faithful; optimistic)"
     per_epoch = pd.read_csv(run_dir / "logs" / "metrics.csv")["test_epoch/acc"].dropna()
-    assert len(per_epoch) == 2 and "val/acc" not in pd.read_csv(run_dir / "logs" / "metrics.csv")
+    assert len(per_epoch) == 1 and "val/acc" not in pd.read_csv(run_dir / "logs" / "metrics.csv")
     assert board["test/acc"].iloc[0] == pytest.approx(per_epoch.max(), abs=1e-6)
     markdown = (tmp_path / "results" / "leaderboard.md").read_text()
     assert "### Faithful protocol" in markdown and "### Corrected protocol" not in markdown
@@ -147,3 +155,76 @@ def test_faithful_continual_trains_on_the_whole_fold_and_sizes_memory_from_it(tm
     n_train = len((run_dir / "splits" / "train.txt").read_text().split())
     m = budget(n_train, 6 + 15, 0.3)[1]  # every synthetic class has more than m training images
     assert m > 0 and set(metrics["memory_per_class"].values()) == {m}
+
+
+def _steps(transform) -> dict[str, list]:
+    found: dict[str, list] = {}
+    for t in transform.transforms:
+        found.setdefault(type(t).__name__, []).append(t)
+    return found
+
+
+def _pipelines(method: str, data: str = "synthetic"):
+    cfg = _faithful(method, data)
+    size, aug = 224, cfg.data.augment
+    return (_steps(train_transform(size, (0.5,) * 3, (0.5,) * 3, aug)),
+            _steps(eval_transform(size, (0.5,) * 3, (0.5,) * 3, aug)))
+
+
+def test_qcs_rafdb_pipeline_has_the_official_ranges():
+    """main_QCS_raf_db.py: Resize((224, 224)), RandomHorizontalFlip, ColorJitter(0.2, 0.2, 0.2, 0.1), Normalize,
+    RandomErasing(scale=(0.02, 0.1)); test Resize((224, 224))."""
+    train, test = _pipelines("qcs")
+    assert set(train) == {"Lambda", "HorizontalFlip", "ColorJitter", "Normalize", "Erasing"}
+    assert train["Lambda"][0].custom_apply_fns["image"].size == 224
+    jitter = train["ColorJitter"][0]
+    assert (jitter.brightness, jitter.contrast, jitter.saturation) == ((0.8, 1.2),) * 3
+    assert jitter.hue == pytest.approx((-0.1, 0.1)) and jitter.p == 1.0
+    erasing = train["Erasing"][0]
+    assert (erasing.scale, erasing.ratio, erasing.fill, erasing.p) == ((0.02, 0.1), (0.3, 3.3), 0, 0.5)
+    assert train["HorizontalFlip"][0].p == 0.5
+    assert set(test) == {"Lambda", "Normalize"}
+
+
+@pytest.mark.parametrize(("data", "crop_from", "degrees", "scale"), [("ferplus", 232, 10, (0.02, 0.1)),
+                                                                    ("affectnet7", 236, 12, (0.03, 0.1)),
+                                                                    ("affectnet", 236, 12, (0.03, 0.1))])
+def test_qcs_ferplus_and_affectnet_pipelines_have_the_official_ranges(data, crop_from, degrees, scale):
+    train, test = _pipelines("qcs", data)
+    assert train["Lambda"][0].custom_apply_fns["image"].size == crop_from
+    assert (train["RandomCrop"][0].height, train["RandomCrop"][0].width) == (224, 224)
+    rotate = train["Rotate"][0]
+    assert rotate.limit == (-degrees, degrees) and rotate.p == 1.0
+    assert rotate.border_mode == cv2.BORDER_CONSTANT and rotate.fill == 0
+    assert train["Erasing"][0].scale == scale
+    assert test["Lambda"][0].custom_apply_fns["image"].size == crop_from
+    assert (test["CenterCrop"][0].height, test["CenterCrop"][0].width) == (224, 224)
+
+
+def test_cafe_pipeline_has_the_official_ranges():
+    """ours_CAFE.py: add_g (p 0.5, variance 30 on uint8) -> Resize((224, 224)) -> ToTensor -> Normalize ->
+    RandomHorizontalFlip -> RandomErasing(scale=(0.02, 0.25)), value 0."""
+    train, _ = _pipelines("clip_gfer")
+    noise = train["UInt8GaussianNoise"][0]
+    assert (noise.variance, noise.mean, noise.p) == (30.0, 0.0, 0.5)
+    names = list(train)
+    assert names.index("UInt8GaussianNoise") < names.index("Lambda") and "ColorJitter" not in train
+    assert train["Erasing"][0].scale == (0.02, 0.25) and train["Erasing"][0].fill == 0
+
+
+def test_faithful_noise_adds_variance_30_to_uint8_pixels():
+    aug = OmegaConf.merge(_faithful("clip_gfer").data.augment, {"noise_p": 1.0, "erasing": 0.0, "hflip": 0.0})
+    transform = train_transform(64, (0.0,) * 3, (1 / 255,) * 3, aug)  # normalise back to pixel units
+    reseed(transform, 0)
+    pixels = transform(image=np.full((64, 64, 3), 128, np.uint8))["image"]
+    # add_g truncates to uint8: floor(128 + N(0, 30)) has mean 127.5 and variance 30 + 1/12
+    assert pixels.mean() == pytest.approx(127.5, abs=0.2) and pixels.var() == pytest.approx(30.08, rel=0.05)
+
+
+def test_pil_bilinear_resizes_as_torchvision_resize_on_pil_images():
+    transforms = pytest.importorskip("torchvision.transforms")
+    image = np.random.default_rng(0).integers(0, 256, (100, 90, 3), np.uint8)
+    for size in (224, 48):  # enlarging (RAF-DB 100 -> 224) and shrinking (antialiased)
+        ours = PilBilinear(size)(image)
+        reference = np.asarray(transforms.Resize((size, size))(Image.fromarray(image)))
+        assert np.array_equal(ours, reference)

@@ -52,6 +52,16 @@ class AugmentConfig:
     rotate: float = 10.0
     color_jitter: float = 0.2
     erasing: float = 0.0
+    # torchvision recipes of official scripts (data/transforms.py): null hue = color_jitter / 4
+    hue: float | None = None
+    jitter_p: float = 0.8
+    rotate_p: float = 0.5
+    rotate_border: str = "reflect"  # reflect | constant (fill 0, torchvision RandomRotation)
+    interpolation: str = "area"  # area | bilinear | nearest | pil_bilinear (torchvision Resize on PIL images)
+    crop_from: int | None = None  # Resize(crop_from) then RandomCrop (train) / CenterCrop (eval) to the input size
+    erasing_scale: list[float] = field(default_factory=lambda: [0.02, 0.1])
+    noise_var: float = 0.0  # additive Gaussian noise on uint8 pixels (variance), before resizing
+    noise_p: float = 0.5
 
 
 @dataclass
@@ -368,7 +378,7 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
             block = protocol.check_block(faithful or {}, str(exp_path))
         except protocol.FaithfulError as e:
             raise ConfigError(str(e)) from None
-        cfg = _merge(cfg, protocol.overrides(block), f"{exp_path} (faithful)")
+        cfg = _merge(cfg, protocol.overrides(block, data_name), f"{exp_path} (faithful)")
     if profile:
         cfg = _merge(cfg, profiles[profile], f"{exp_path} (profile {profile})")
         cfg.profile = profile
@@ -428,6 +438,8 @@ def _check_values(cfg: DictConfig) -> None:
         "optim.name": ("adam", "adamw", "sgd"),
         "sched.name": ("none", "cosine", "exponential"),
         "method.protocol": ("corrected", "faithful"),
+        "data.augment.interpolation": ("area", "bilinear", "nearest", "pil_bilinear"),
+        "data.augment.rotate_border": ("reflect", "constant"),
         "trainer.preset": (None, *TRAINER_PRESETS),
     }
     for key, allowed in choices.items():

@@ -175,7 +175,7 @@ class FERDataModule(pl.LightningDataModule):
             if rows.empty:
                 raise DataError(f"data set '{self.cfg.name}' has no {name} images after splitting")
             transform = train_transform(size, mean, std, self.cfg.augment) if name == "train" else eval_transform(
-                size, mean, std)
+                size, mean, std, self.cfg.augment)
             self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
         log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
 
@@ -200,7 +200,7 @@ class FERDataModule(pl.LightningDataModule):
     def eval_view(self, split: str) -> FERDataset:
         """The split with the evaluation transform (no augmentation), e.g. to score training images."""
         view = copy.copy(self.datasets[split])
-        view.transform = eval_transform(self.needs.image_size, self.needs.mean, self.needs.std)
+        view.transform = eval_transform(self.needs.image_size, self.needs.mean, self.needs.std, self.cfg.augment)
         return view
 
     def per_device_batch(self, batch_size: int) -> int:
