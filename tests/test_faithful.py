@@ -83,7 +83,7 @@ def test_faithful_data_has_no_val_split_and_scores_test_every_epoch():
     assert dm.val_stages == ("test_epoch",) and dm.val_dataloader().dataset is dm.datasets["test"]
     dm.needs.test_every_epoch = False  # no val and nothing scored per epoch: nothing could select
     with pytest.raises(DataError, match="data.val_fraction=0 leaves no validation split"):
-        dm.val_stages
+        dm.val_dataloader()
 
 
 def _cfee_records() -> pd.DataFrame:

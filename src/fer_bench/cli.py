@@ -338,8 +338,8 @@ def cmd_faithful_table(args: list[str]) -> None:
     print(protocol.write_table(protocol.blocks(root / "experiments"), out))
 
 
-VERBS = {"faithful-table": cmd_faithful_table, "bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
-         "export": cmd_export,
+VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
+         "export": cmd_export, "faithful-table": cmd_faithful_table,
          "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
          "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report}
 
