@@ -14,13 +14,14 @@ from PIL import Image
 
 from fer_bench import labels as L
 from fer_bench import protocol
+from fer_bench.bench import cross_domain as xd
 from fer_bench.bench import runner
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
-from fer_bench.data.transforms import PilBilinear, eval_transform, reseed, train_transform
+from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
 from fer_bench.methods.memory import budget
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -228,3 +229,14 @@ def test_pil_bilinear_resizes_as_torchvision_resize_on_pil_images():
         ours = PilBilinear(size)(image)
         reference = np.asarray(transforms.Resize((size, size))(Image.fromarray(image)))
         assert np.array_equal(ours, reference)
+
+
+def test_bgr_target_color_feeds_the_selected_targets_channel_reversed():
+    """Generalizable-FER deviation: the FERPlus-source notebooks transform BGR arrays of AffectNet/SFEW/MMA."""
+    faithful = _faithful("clip_gfer", "ferplus")
+    assert xd.bgr_input(faithful, "sfew") and not xd.bgr_input(faithful, "rafdb")
+    assert not xd.bgr_input(build_config(["method=clip_gfer", "data=ferplus"]), "sfew")  # corrected stays RGB
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 0] = 255
+    seen = ReversedChannels(eval_transform(4, (0.0,) * 3, (1 / 255,) * 3))(image=red)["image"]
+    assert seen[..., 2].min() == pytest.approx(255) and seen[..., :2].max() == 0

@@ -205,6 +205,15 @@ class LoggerConfig:
 
 
 @dataclass
+class EvalConfig:
+    """Cross-domain scoring (bench/cross_domain.py). ``target_color=bgr`` feeds the ``color_targets`` (empty: every
+    eval_on target) with channels reversed, as Generalizable-FER's notebooks did for some published columns."""
+
+    target_color: str = "rgb"
+    color_targets: list[str] = field(default_factory=list)
+
+
+@dataclass
 class RunConfig:
     """Top-level schema; ``method`` is replaced by the selected method's own dataclass."""
 
@@ -222,6 +231,7 @@ class RunConfig:
     run_name: str | None = None
     profile: str | None = None
     eval_on: list[str] = field(default_factory=list)  # cross-domain targets (bench/cross_domain.py)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     suite: str | None = None  # set by `fer-bench bench suite=<name>`: the suite a run belongs to
 
 
@@ -440,6 +450,7 @@ def _check_values(cfg: DictConfig) -> None:
         "method.protocol": ("corrected", "faithful"),
         "data.augment.interpolation": ("area", "bilinear", "nearest", "pil_bilinear"),
         "data.augment.rotate_border": ("reflect", "constant"),
+        "eval.target_color": ("rgb", "bgr"),
         "trainer.preset": (None, *TRAINER_PRESETS),
     }
     for key, allowed in choices.items():

@@ -32,6 +32,7 @@ from fer_bench.config import ConfigError, data_card
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import dataset_root
 from fer_bench.data.synthetic import SynthSpec
+from fer_bench.data.transforms import ReversedChannels
 from fer_bench.metrics.classification import accuracy_from_confmat, confusion_matrix, f1_from_confmat, uar_from_confmat
 
 log = logging.getLogger(__name__)
@@ -141,6 +142,9 @@ def evaluate(cfg: DictConfig, targets: list[Target], method) -> dict:
         datamodule = FERDataModule(target.data, method.data_needs(), seed=cfg.seed)
         datamodule.prepare_data()
         datamodule.setup("test")
+        if bgr_input(cfg, target.name):
+            test = datamodule.datasets["test"]
+            test.transform = ReversedChannels(test.transform)
         heads, target_to_shared = shared_classes(cfg.data.space, target.data.space)
         cm = confusion_on(method, datamodule.test_dataloader(), heads, target_to_shared, cfg)
         scores = {"acc": accuracy_from_confmat(cm), "uar": uar_from_confmat(cm), "f1": f1_from_confmat(cm)}
@@ -148,6 +152,12 @@ def evaluate(cfg: DictConfig, targets: list[Target], method) -> dict:
         log.info("xdom %s → %s: acc %.4f on %d images of %d shared classes", results["train_set"], target.name,
                  results[f"xdom/{target.name}/acc"], int(cm.sum()), len(heads))
     return results
+
+
+def bgr_input(cfg: DictConfig, target: str) -> bool:
+    """Whether ``target`` is scored on channel-reversed images (``eval.target_color=bgr``)."""
+    e = cfg.eval
+    return e.target_color == "bgr" and (not e.color_targets or target in e.color_targets)
 
 
 def domain_matrix(rows: pd.DataFrame) -> pd.DataFrame:

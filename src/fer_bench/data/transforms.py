@@ -98,6 +98,16 @@ def eval_transform(size: int, mean, std, aug=None) -> A.Compose:
     return A.Compose([*geometry, A.Normalize(mean=mean, std=std)])
 
 
+class ReversedChannels:
+    """A pipeline fed the image with its channels reversed (an RGB file read as a BGR array)."""
+
+    def __init__(self, transform: A.Compose):
+        self.transform = transform
+
+    def __call__(self, **data) -> dict:
+        return self.transform(**{**data, "image": np.ascontiguousarray(data["image"][..., ::-1])})
+
+
 def reseed(transform: A.Compose, seed: int) -> None:
     """Start the pipeline's random draws from ``seed`` (albumentations seeds a Compose from OS entropy otherwise)."""
     transform.set_random_state(np.random.default_rng(seed), random.Random(seed))
