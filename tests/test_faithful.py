@@ -21,6 +21,7 @@ from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
+from fer_bench.data.scenario import class_keys
 from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
 from fer_bench.methods.memory import budget
 
@@ -111,8 +112,7 @@ def test_continual_memory_is_sized_from_the_whole_train_fold(protocol_name, m):
     assert (records["split"] == "val").any() == (protocol_name == "corrected")
 
 
-def _check_faithful_splits(run_dir: Path, cfg) -> None:
-    records, _ = read_records(cfg.data)
+def _check_faithful_splits(run_dir: Path, records: pd.DataFrame) -> None:
     splits = {name: (run_dir / "splits" / f"{name}.txt").read_text().split() for name in ("train", "val", "test")}
     assert splits["val"] == []
     assert sorted(splits["train"]) == sorted(records.loc[records["split"] == "train", "path"])
@@ -131,7 +131,7 @@ def test_faithful_bench_trains_on_every_train_image_and_flags_test_selection(tmp
                         "seeds=[0]", "trainer.progress_bar=false", "logger.wandb=false",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
     [run_dir] = runner.bench(cfg)
-    _check_faithful_splits(run_dir, cfg)
+    _check_faithful_splits(run_dir, read_records(cfg.data)[0])
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     assert board["ckpt"].tolist() == ["best_test_epoch", "last"]
     assert board["selection"].iloc[0] == "test (faithful; optimistic)"
@@ -151,7 +151,8 @@ def test_faithful_continual_trains_on_the_whole_fold_and_sizes_memory_from_it(tm
                         "logger.wandb=false", "seeds=[0]", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
     [run_dir] = runner.bench(cfg)
-    _check_faithful_splits(run_dir, cfg)
+    records = read_records(cfg.data)[0]
+    _check_faithful_splits(run_dir, records[class_keys(records).notna()])  # neutral is not in the scenario
     metrics = pd.read_json(run_dir / "metrics.json", typ="series")
     n_train = len((run_dir / "splits" / "train.txt").read_text().split())
     m = budget(n_train, 6 + 15, 0.3)[1]  # every synthetic class has more than m training images

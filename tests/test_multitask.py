@@ -137,8 +137,12 @@ def _fit(method, dm, epochs, callbacks=()):
             callbacks=list(callbacks)).fit(method, dm)
 
 
-def test_phase_a_trains_the_head_only_then_phase_b_everything():
-    cfg = build_config([*TINY, "method.head_epochs=1", "method.head_lr=0.01", "optim.lr=0.002"])
+@pytest.mark.parametrize("bn", ["train", "eval"])
+def test_phase_a_trains_the_head_only_then_phase_b_everything(bn):
+    """HSEmotion's phase A sets requires_grad False under model.train(): BatchNorm statistics keep updating
+    (head_phase_bn=train); head_phase_bn=eval keeps them fixed."""
+    cfg = build_config([*TINY, "method.head_epochs=1", "method.head_lr=0.01", "optim.lr=0.002",
+                        f"method.head_phase_bn={bn}"])
     method = runner.build_method(cfg)
     dm = FERDataModule(cfg.data, method.data_needs(), seed=0)
     start = copy.deepcopy(method.net.state_dict())
@@ -147,8 +151,9 @@ def test_phase_a_trains_the_head_only_then_phase_b_everything():
     after_a, after_b = snaps.states
     assert snaps.frozen == [True, False]
     backbone = [k for k in start if k.startswith("backbone.")]
-    assert any("running_mean" in k for k in backbone)
-    assert all(torch.equal(after_a[k], start[k]) for k in backbone)  # weights and BatchNorm statistics
+    stats = [k for k in backbone if "running_" in k or "num_batches_tracked" in k]
+    assert stats and all(torch.equal(after_a[k], start[k]) for k in backbone if k not in stats)  # weights
+    assert all(torch.equal(after_a[k], start[k]) for k in stats) == (bn == "eval")
     assert not torch.equal(after_a["head.weight"], start["head.weight"])
     changed = [k for k in backbone if not torch.equal(after_b[k], after_a[k])]
     assert len(changed) > len(backbone) // 2
@@ -226,3 +231,35 @@ def test_multitask_learns_expression_va_and_aus_with_thresholds_from_val(tmp_pat
     retest = runner.test_run(run_dir, "best")
     assert retest["test/au_f1"] == pytest.approx(best["test/au_f1"], abs=1e-6)
     assert retest["test/ccc_v"] == pytest.approx(best["test/ccc_v"], abs=1e-6)
+
+
+class _PhaseBStart(Callback):
+    """Net states at the end of every epoch and at the first batch of phase B; val accuracy scripted per epoch."""
+
+    def __init__(self, head_epochs: int, scripted: list[float]):
+        self.head_epochs, self.scripted, self.states, self.start_b = head_epochs, scripted, [], None
+
+    def on_fit_start(self, trainer, module):
+        real = module.eval_metrics["val"].compute
+        module.eval_metrics["val"].compute = lambda: {**real(), "acc": torch.tensor(
+            self.scripted[trainer.current_epoch])}
+
+    def on_train_epoch_end(self, trainer, module):
+        self.states.append(copy.deepcopy(module.net.state_dict()))
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx):
+        if trainer.current_epoch == self.head_epochs and batch_idx == 0:
+            self.start_b = copy.deepcopy(module.net.state_dict())
+
+
+def test_phase_b_starts_from_the_best_phase_a_epoch():
+    cfg = build_config([*TINY, "method.head_epochs=2", "method.head_lr=0.05", "optim.lr=0.002"])
+    method = runner.build_method(cfg)
+    dm = FERDataModule(cfg.data, method.data_needs(), seed=0)
+    probe = _PhaseBStart(2, [0.9, 0.1, 0.5])  # epoch 0 is the best phase-A epoch
+    Trainer(max_epochs=3, limit_train_batches=2, limit_val_batches=1, num_sanity_val_steps=0, accelerator="cpu",
+            logger=False, enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+            callbacks=[probe]).fit(method, dm)
+    first, second = probe.states[0], probe.states[1]
+    assert not torch.equal(first["head.weight"], second["head.weight"])
+    assert all(torch.equal(probe.start_b[k], first[k]) for k in first)

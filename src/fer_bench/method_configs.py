@@ -101,6 +101,10 @@ class MultitaskConfig:
     weights: str | None = None
     head_epochs: int = 3
     head_lr: float = 1e-3
+    # phase A: the frozen backbone's BatchNorm in train mode (statistics keep updating, as HSEmotion's training
+    # script: requires_grad False under model.train()) or eval mode (statistics fixed)
+    head_phase_bn: str = "train"
+    restore_head_best: bool = True  # phase B starts from the phase-A epoch of best selection accuracy
     label_smoothing: float = 0.0
     class_weights: bool = True
     au_head: HeadConfig = field(default_factory=lambda: HeadConfig(task="au"))
