@@ -39,7 +39,7 @@ def _faithful(method: str, data: str = "synthetic"):
 
 
 def test_every_faithful_method_declares_a_block():
-    assert set(BLOCKS) == {"qcs", "clip_gfer", "continual"}
+    assert set(BLOCKS) == {"qcs", "clip_gfer", "continual", "multitask"}
 
 
 @pytest.mark.parametrize(("method", "data", "row"), ROWS, ids=[f"{m}:{d}:{r['key']}" for m, d, r in ROWS])
@@ -56,6 +56,7 @@ def test_docs_faithful_table_is_generated_from_the_configs():
 
 @pytest.mark.parametrize("method", sorted(BLOCKS))
 def test_the_default_protocol_stays_corrected_with_a_val_split(method):
+    """The corrected protocol is the default: a val split carved from train selects (never test)."""
     cfg = build_config([f"method={method}"])
     assert cfg.method.protocol == "corrected" and cfg.data.val_fraction == 0.15
 
