@@ -9,13 +9,14 @@ import cv2
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from omegaconf import OmegaConf
 from PIL import Image
 
 from fer_bench import labels as L
 from fer_bench import protocol
+from fer_bench.bench import continual_runner, runner
 from fer_bench.bench import cross_domain as xd
-from fer_bench.bench import runner
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import read_records
@@ -23,6 +24,7 @@ from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
 from fer_bench.data.scenario import class_keys
 from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
+from fer_bench.methods.continual import Continual
 from fer_bench.methods.memory import budget
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -149,15 +151,55 @@ def test_faithful_continual_trains_on_the_whole_fold_and_sizes_memory_from_it(tm
                         "data.synth.per_subject=1", "data.synth.size=32", "data.image_size=24", "data.batch_size=16",
                         "method.step_batch_size=8", "trainer.max_epochs=1", "method.step_epochs=1",
                         "method.max_steps=2", "method.fewshot.enabled=false", "trainer.progress_bar=false",
+                        "method.base_trainable=[]", "method.base_finetune_trainable=[layer4]",
                         "logger.wandb=false", "seeds=[0]", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
     [run_dir] = runner.bench(cfg)
     records = read_records(cfg.data)[0]
-    _check_faithful_splits(run_dir, records[class_keys(records).notna()])  # neutral is not in the scenario
+    classes = continual_runner.scenario_of(cfg).classes  # the base 6 and the first compounds (max_steps)
+    _check_faithful_splits(run_dir, records[class_keys(records).isin(classes)])
     metrics = pd.read_json(run_dir / "metrics.json", typ="series")
     n_train = len((run_dir / "splits" / "train.txt").read_text().split())
-    m = budget(n_train, 6 + 15, 0.3)[1]  # every synthetic class has more than m training images
+    m = budget(n_train, len(classes), 0.3)[1]  # every synthetic class has more than m training images
     assert m > 0 and set(metrics["memory_per_class"].values()) == {m}
+    # two base stages (head only, then layer4 + head), then one compound step
+    assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["step00", "step00b", "step01"]
+
+
+def _continual(*extra):
+    cfg = build_config(["method=continual", "method.protocol=faithful", "backbone.name=resnetv2_18",
+                        "backbone.pretrained=false", *extra])
+    return Continual(cfg, list("abcdefg"), base_classes=6)
+
+
+def _batch_norms(module):
+    return [m for m in module.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
+
+
+def test_faithful_base_trains_the_head_then_conv4_conv5_with_batchnorm_in_inference_mode():
+    """complex-FER: stage A every ResNet50V2 layer frozen; stage B layers[86:] (conv4, conv5) except BatchNorm."""
+    method = _continual()
+    method.begin_step(0, 6)
+    method.train()
+    assert not any(p.requires_grad for p in method.backbone.parameters())
+    assert all(p.requires_grad for p in method.head.parameters())
+    assert not any(bn.training for bn in _batch_norms(method.backbone))
+    method.begin_base_finetune()
+    method.train()
+    bn_params = {id(p) for bn in _batch_norms(method.backbone) for p in bn.parameters()}
+    for name, p in method.backbone.named_parameters():
+        wanted = name.startswith(("stages.2", "stages.3", "norm")) and id(p) not in bn_params
+        assert p.requires_grad == wanted, name
+    assert not any(bn.training for bn in _batch_norms(method.backbone))
+
+
+def test_l2_counts_the_hidden_dense_kernels_only():
+    method = _continual()
+    state = method.head.state_dict()
+    kernels = [v for k, v in state.items() if k.startswith("body.") and k.endswith(".weight")]
+    assert len(kernels) == 2  # Dense 512 and Dense 32; the output layer has no regulariser
+    expected = 1e-5 * sum(float((k.double() ** 2).sum()) for k in kernels)
+    assert float(method.l2_penalty()) == pytest.approx(expected, rel=1e-5)
 
 
 def _steps(transform) -> dict[str, list]:

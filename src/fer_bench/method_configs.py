@@ -171,6 +171,13 @@ class ContinualConfig:
     normalize: bool = False
     l2: float = 1.0e-5
     base_trainable: list[str] | None = None
+    # complex-FER's two-stage base training: stage A trains base_trainable (the head alone with []), stage B
+    # base_finetune_trainable (null: no stage B) at base_finetune_lr; base_freeze_bn holds the backbone's
+    # BatchNorm in inference mode in both (Keras layers with trainable=False); base_min_delta: early stopping's.
+    base_finetune_trainable: list[str] | None = None
+    base_finetune_lr: float = 1.0e-6
+    base_freeze_bn: bool = False
+    base_min_delta: float = 0.0
     step_trainable: list[str] | None = None
     freeze_bn: bool = True
     step_lr: float = 1.0e-5

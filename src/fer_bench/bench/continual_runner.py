@@ -88,7 +88,13 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
         dm.step = step_data(cfg, method, dm, scenario, step)
         started = time.time()
         epochs = cfg.trainer.max_epochs if step == 0 else cfg.method.step_epochs
-        fit_step(cfg, method, dm, run_dir, f"step{step:02d}", epochs, "val/loss" if step == 0 else "val/acc")
+        if step == 0:  # base: stage A, then (base_finetune_trainable) stage B from its best epoch
+            fit_step(cfg, method, dm, run_dir, "step00", epochs, "val/loss", cfg.method.base_min_delta)
+            if cfg.method.base_finetune_trainable is not None:
+                method.begin_base_finetune()
+                fit_step(cfg, method, dm, run_dir, "step00b", epochs, "val/loss", cfg.method.base_min_delta)
+        else:
+            fit_step(cfg, method, dm, run_dir, f"step{step:02d}", epochs, "val/acc")
         fit_seconds += time.time() - started
         update_memory(cfg, method, dm, scenario, step)
         result = evaluate(method, dm, scenario, step)
