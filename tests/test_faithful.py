@@ -257,6 +257,19 @@ def test_cafe_pipeline_has_the_official_ranges():
     assert train["Erasing"][0].scale == (0.02, 0.25) and train["Erasing"][0].fill == 0
 
 
+def test_continual_pipeline_has_the_official_keras_ranges():
+    """complex-FER: RandomFlip('horizontal'), RandomRotation(0.01), RandomZoom(0.05, 0.05),
+    RandomTranslation(0.05, 0.05), fill_mode reflect."""
+    train, _ = _pipelines("continual")
+    assert train["HorizontalFlip"][0].p == 0.5
+    assert train["Rotate"][0].limit == pytest.approx((-3.6, 3.6)) and train["Rotate"][0].p == 1.0
+    affine = train["Affine"][0]
+    assert affine.scale == {"x": pytest.approx((0.95, 1.05)), "y": pytest.approx((0.95, 1.05))}
+    assert affine.translate_percent == {"x": pytest.approx((-0.05, 0.05)), "y": pytest.approx((-0.05, 0.05))}
+    assert affine.border_mode == cv2.BORDER_REFLECT and affine.p == 1.0
+    assert {"ColorJitter", "Erasing", "RandomResizedCrop"}.isdisjoint(train)
+
+
 def test_faithful_noise_adds_variance_30_to_uint8_pixels():
     aug = OmegaConf.merge(_faithful("clip_gfer").data.augment, {"noise_p": 1.0, "erasing": 0.0, "hflip": 0.0})
     transform = train_transform(64, (0.0,) * 3, (1 / 255,) * 3, aug)  # normalise back to pixel units

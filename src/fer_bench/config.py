@@ -62,6 +62,8 @@ class AugmentConfig:
     erasing_scale: list[float] = field(default_factory=lambda: [0.02, 0.1])
     noise_var: float = 0.0  # additive Gaussian noise on uint8 pixels (variance), before resizing
     noise_p: float = 0.5
+    zoom: float = 0.0  # Keras RandomZoom(z, z): independent height/width scale in [1 - z, 1 + z]
+    translate: float = 0.0  # Keras RandomTranslation(t, t): independent shifts up to t of the height/width
 
 
 @dataclass

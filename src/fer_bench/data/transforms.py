@@ -4,7 +4,8 @@ The defaults are fer-bench's own recipe. The keys a faithful protocol sets repro
 official scripts: ``interpolation=pil_bilinear`` resizes as ``transforms.Resize`` on PIL images does (PIL's
 bilinear filter, antialiased when shrinking), ``crop_from`` is ``Resize(crop_from)`` then ``RandomCrop`` /
 ``CenterCrop``, ``jitter_p=1``, ``rotate_p=1`` with ``rotate_border=constant`` is ``RandomRotation`` (fill 0), and
-``noise_var`` adds Gaussian noise to the uint8 pixels before resizing (Generalizable-FER's ``add_g``).
+``noise_var`` adds Gaussian noise to the uint8 pixels before resizing (Generalizable-FER's ``add_g``); ``zoom`` and
+``translate`` are Keras' ``RandomZoom`` and ``RandomTranslation`` (complex-FER).
 """
 
 from __future__ import annotations
@@ -79,6 +80,11 @@ def train_transform(size: int, mean, std, aug) -> A.Compose:
     steps += [*_geometry(size, aug), A.HorizontalFlip(p=aug.hflip)]
     if aug.rotate > 0:
         steps.append(A.Rotate(limit=aug.rotate, border_mode=BORDER[aug.rotate_border], fill=0, p=aug.rotate_p))
+    if aug.zoom > 0 or aug.translate > 0:  # Keras RandomZoom + RandomTranslation (fill_mode reflect)
+        z, t = aug.zoom, aug.translate
+        steps.append(A.Affine(scale={"x": (1 - z, 1 + z), "y": (1 - z, 1 + z)},
+                              translate_percent={"x": (-t, t), "y": (-t, t)}, border_mode=cv2.BORDER_REFLECT,
+                              p=1.0))
     if aug.color_jitter > 0:
         j = aug.color_jitter
         hue = j / 4 if aug.hue is None else aug.hue
