@@ -15,7 +15,7 @@ from PIL import Image
 
 from fer_bench import labels as L
 from fer_bench import protocol
-from fer_bench.bench import continual_runner, runner
+from fer_bench.bench import continual_runner, leaderboard, runner
 from fer_bench.bench import cross_domain as xd
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
@@ -297,3 +297,23 @@ def test_bgr_target_color_feeds_the_selected_targets_channel_reversed():
     red[..., 0] = 255
     seen = ReversedChannels(eval_transform(4, (0.0,) * 3, (1 / 255,) * 3))(image=red)["image"]
     assert seen[..., 2].min() == pytest.approx(255) and seen[..., :2].max() == 0
+
+
+def test_leaderboard_shows_faithful_and_corrected_results_in_separate_sections():
+    base = {"suite": "", "data": "rafdb", "seed": 0, "test/uar": 0.5, "test/f1": 0.5}
+    table = pd.DataFrame([
+        {**base, "run_id": "c", "name": "qcs", "method": "qcs", "ckpt": "best", "selection": "val/acc",
+         "test/acc": 0.811, "protocol": "corrected"},
+        {**base, "run_id": "f", "name": "qcs", "method": "qcs", "ckpt": "best_test_epoch",
+         "selection": "test (faithful; optimistic)", "test/acc": 0.922, "protocol": "faithful"},
+        {**base, "run_id": "o", "name": "qcs", "method": "qcs", "ckpt": "last", "selection": "last epoch",
+         "test/acc": 0.733},  # a row of an older leaderboard without the column counts as corrected
+    ])
+    markdown = leaderboard.render(table)
+    corrected = markdown.index("### Corrected protocol")
+    faithful = markdown.index("### Faithful protocol")
+    end = markdown.index("## All runs")
+    assert corrected < faithful < end
+    assert "0.811" in markdown[corrected:faithful] and "0.733" in markdown[corrected:faithful]
+    assert "0.922" in markdown[faithful:end] and "best_test_epoch" in markdown[faithful:end]
+    assert "0.922" not in markdown[corrected:faithful]

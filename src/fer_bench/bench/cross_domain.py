@@ -181,12 +181,14 @@ def write_matrices(results_dir: Path) -> list[Path]:
     board = leaderboard.read(results_dir)
     if "train_set" not in board:
         return []
-    rows = board[(board["ckpt"] == "best") & board["train_set"].notna()]
+    # the selected checkpoint: val-selected (corrected) or test-selected (faithful), never in one matrix
+    selected = board["ckpt"].isin(["best", "best_test_epoch"]) & board["train_set"].notna()
+    rows = leaderboard.with_protocol(board[selected])
     keys = [k for k in ("suite", "name") if k in rows] or ["method"]
     rows = rows.assign(**{k: rows[k].fillna("").astype(str) for k in keys})
     written = []
-    for key, group in rows.groupby(keys):
-        label = "_".join(part for part in key if part)
+    for key, group in rows.groupby([*keys, "protocol"]):
+        label = "_".join(part for part in key[:-1] if part) + ("_faithful" if key[-1] == "faithful" else "")
         matrix = domain_matrix(group)
         csv = Path(results_dir) / f"xdom_{label}.csv"
         matrix.to_csv(csv, float_format="%.4f")
