@@ -152,9 +152,13 @@ def test_faithful_continual_trains_on_the_whole_fold_and_sizes_memory_from_it(tm
                         "method.step_batch_size=8", "trainer.max_epochs=1", "method.step_epochs=1",
                         "method.max_steps=2", "method.fewshot.enabled=false", "trainer.progress_bar=false",
                         "method.base_trainable=[]", "method.base_finetune_trainable=[layer4]",
-                        "logger.wandb=false", "seeds=[0]", f"runs_dir={tmp_path / 'runs'}",
+                        "logger.wandb=false", "seeds=[0,1]", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
-    [run_dir] = runner.bench(cfg)
+    run_dir, second = runner.bench(cfg)
+    # one base model for every class order: the second order starts from the first's, without training one
+    base = [torch.load(d / "checkpoints" / "base.ckpt", weights_only=True) for d in (run_dir, second)]
+    assert all(torch.equal(v, base[1]["backbone"][k]) for k, v in base[0]["backbone"].items())
+    assert sorted(p.name for p in (second / "logs").iterdir()) == ["step01"]
     records = read_records(cfg.data)[0]
     classes = continual_runner.scenario_of(cfg).classes  # the base 6 and the first compounds (max_steps)
     _check_faithful_splits(run_dir, records[class_keys(records).isin(classes)])

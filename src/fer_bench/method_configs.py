@@ -178,6 +178,7 @@ class ContinualConfig:
     base_finetune_lr: float = 1.0e-6
     base_freeze_bn: bool = False
     base_min_delta: float = 0.0
+    share_base: bool = False  # one base model for every class order of a bench (the first order's), as complex-FER
     step_trainable: list[str] | None = None
     freeze_bn: bool = True
     step_lr: float = 1.0e-5
