@@ -106,6 +106,7 @@ def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = No
         rows.append(result["row"])
         sizes = result["sizes"]
         if step == 0:
+            (run_dir / "checkpoints").mkdir(parents=True, exist_ok=True)  # no fit ran with a shared base
             torch.save({"backbone": method.backbone.state_dict(), "head": method.head.state_dict()},
                        run_dir / "checkpoints" / "base.ckpt")
         _save(method, ckpt, {"step": step, "rows": rows, "sizes": sizes, "fit_seconds": fit_seconds})
