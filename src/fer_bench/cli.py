@@ -20,6 +20,7 @@ verbs:
   bench  resume=RUN_DIR [key=value ...]    continue a killed run from its last checkpoint, then test it; only
                                            topology values may change (trainer.devices=, trainer.num_nodes=, ...);
                                            [resume.ckpt=best|FILE] [resume.allow_recipe_change=true]
+  faithful-table [out=docs/faithful.md]    write the faithful settings table from experiments/*.yaml `faithful:`
   report [results=results] [runs=runs] [out=results/report.md] [group_by=COL]
                                            markdown report: leaderboard, per-class accuracy, plots (and W&B)
   compare A B [C ...] [ckpt=best] [suite=S] [data=D] [group_by=COL] [bootstrap=2000] [seed=0] [out=STEM]
@@ -94,7 +95,8 @@ def _print_headline(run_dirs: list[Path]) -> None:
                                                            "cl/forgetting", "cl/new_acc")))
             continue
         best, last = metrics["best"], metrics["last"]
-        for name, m in (("best (val-selected)", best), ("last", last)):
+        selected = "best_test_epoch" if "best_test_epoch" in metrics else "best (val-selected)"
+        for name, m in ((selected, best), ("last", last)):
             extra = "".join(f"  {k} {m[f'test/{k}']:.4f}" for k in ("ccc_v", "ccc_a", "au_f1") if f"test/{k}" in m)
             print(f"  {name:<20} acc {m['test/acc']:.4f}  uar {m['test/uar']:.4f}  f1 {m['test/f1']:.4f}{extra}")
         if line := skipped_line(run_dir):
@@ -430,8 +432,18 @@ def cmd_compare(args: list[str]) -> None:
     print(f"comparison: {csv_path} and {md_path}")
 
 
+def cmd_faithful_table(args: list[str]) -> None:
+    a = _verb_args(args, "fer-bench faithful-table [out=docs/faithful.md]", (), {"out": "docs/faithful.md"})
+    from fer_bench import protocol
+    from fer_bench.config import project_root
+
+    root = project_root()
+    out = Path(a["out"]) if Path(a["out"]).is_absolute() else root / a["out"]
+    print(protocol.write_table(protocol.blocks(root / "experiments"), out))
+
+
 VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
-         "export": cmd_export,
+         "export": cmd_export, "faithful-table": cmd_faithful_table,
          "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
          "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare}
 

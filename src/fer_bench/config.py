@@ -18,6 +18,7 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
+from fer_bench import protocol
 from fer_bench.data.synthetic import SynthSpec
 from fer_bench.method_configs import METHOD_CONFIGS
 
@@ -51,6 +52,18 @@ class AugmentConfig:
     rotate: float = 10.0
     color_jitter: float = 0.2
     erasing: float = 0.0
+    # torchvision recipes of official scripts (data/transforms.py): null hue = color_jitter / 4
+    hue: float | None = None
+    jitter_p: float = 0.8
+    rotate_p: float = 0.5
+    rotate_border: str = "reflect"  # reflect | constant (fill 0, torchvision RandomRotation)
+    interpolation: str = "area"  # area | bilinear | nearest | pil_bilinear (torchvision Resize on PIL images)
+    crop_from: int | None = None  # Resize(crop_from) then RandomCrop (train) / CenterCrop (eval) to the input size
+    erasing_scale: list[float] = field(default_factory=lambda: [0.02, 0.1])
+    noise_var: float = 0.0  # additive Gaussian noise on uint8 pixels (variance), before resizing
+    noise_p: float = 0.5
+    zoom: float = 0.0  # Keras RandomZoom(z, z): independent height/width scale in [1 - z, 1 + z]
+    translate: float = 0.0  # Keras RandomTranslation(t, t): independent shifts up to t of the height/width
 
 
 @dataclass
@@ -207,12 +220,17 @@ class LoggerConfig:
 
 @dataclass
 class EvalConfig:
-    """Confidence intervals of test metrics: a seeded bootstrap over test images (or ``data.cluster_by`` units)."""
+    """Test-time evaluation. Confidence intervals of test metrics: a seeded bootstrap over test images (or
+    ``data.cluster_by`` units). Cross-domain scoring (bench/cross_domain.py): ``target_color=bgr`` feeds the
+    ``color_targets`` (empty: every eval_on target) with channels reversed, as Generalizable-FER's notebooks did for
+    some published columns."""
 
     bootstrap: int = 2000  # resamples; 0 turns intervals off
     bootstrap_seed: int = 0
     ci_level: float = 0.95
     ci_method: str = "bca"  # bca | percentile (BCa falls back to percentile above 10,000 units)
+    target_color: str = "rgb"
+    color_targets: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -234,6 +252,7 @@ class RunConfig:
     run_name: str | None = None
     profile: str | None = None
     eval_on: list[str] = field(default_factory=list)  # cross-domain targets (bench/cross_domain.py)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     suite: str | None = None  # set by `fer-bench bench suite=<name>`: the suite a run belongs to
 
 
@@ -385,11 +404,20 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
     exp_path = root / "experiments" / f"{method}.yaml"
     experiment = _load_yaml(exp_path, "experiment", root / "experiments")
     profiles = experiment.pop("profiles", None) or {}
+    faithful = experiment.pop("faithful", None)
     cfg = _merge(cfg, experiment, str(exp_path))
     profile = selectors.get("profile")
+    if profile and profile not in profiles:
+        raise ConfigError(f"experiment {exp_path} has no profile '{profile}'; profiles: {', '.join(profiles)}")
+    layers = [_parse_overrides(values), profiles[profile] if profile else {}, cfg]
+    if next(p for p in (OmegaConf.select(OmegaConf.create(x), "method.protocol") for x in layers) if p) == "faithful":
+        # the authors' recipe (experiments/<method>.yaml `faithful:`, docs/faithful.md) below profile and command line
+        try:
+            block = protocol.check_block(faithful or {}, str(exp_path))
+        except protocol.FaithfulError as e:
+            raise ConfigError(str(e)) from None
+        cfg = _merge(cfg, protocol.overrides(block, data_name), f"{exp_path} (faithful)")
     if profile:
-        if profile not in profiles:
-            raise ConfigError(f"experiment {exp_path} has no profile '{profile}'; profiles: {', '.join(profiles)}")
         cfg = _merge(cfg, profiles[profile], f"{exp_path} (profile {profile})")
         cfg.profile = profile
 
@@ -454,6 +482,9 @@ def _check_values(cfg: DictConfig) -> None:
         "optim.name": ("adam", "adamw", "sgd"),
         "sched.name": ("none", "cosine", "exponential"),
         "method.protocol": ("corrected", "faithful"),
+        "data.augment.interpolation": ("area", "bilinear", "nearest", "pil_bilinear"),
+        "data.augment.rotate_border": ("reflect", "constant"),
+        "eval.target_color": ("rgb", "bgr"),
         "trainer.preset": (None, *TRAINER_PRESETS),
     }
     for key, allowed in choices.items():
@@ -467,6 +498,9 @@ def _check_values(cfg: DictConfig) -> None:
         raise ConfigError(f"eval.bootstrap={cfg.eval.bootstrap}, eval.ci_level={cfg.eval.ci_level}: resamples must "
                           "be >= 0 (0: no intervals) and the level within (0, 1)")
     _check_folds(cfg.data)
+    if cfg.method.protocol == "corrected" and cfg.data.val_fraction <= 0:
+        raise ConfigError("data.val_fraction must be > 0 under method.protocol=corrected (it selects on a validation "
+                          "split carved from train); no validation split is the faithful protocol's")
     if cfg.method.name == "continual" and cfg.eval_on:
         raise ConfigError(f"eval_on={list(cfg.eval_on)}: the continual scenario tests every step on its own data "
                           "(the accuracy matrix R); cross-domain tests are not supported for method=continual")

@@ -101,6 +101,10 @@ class MultitaskConfig:
     weights: str | None = None
     head_epochs: int = 3
     head_lr: float = 1e-3
+    # phase A: the frozen backbone's BatchNorm in train mode (statistics keep updating, as HSEmotion's training
+    # script: requires_grad False under model.train()) or eval mode (statistics fixed)
+    head_phase_bn: str = "train"
+    restore_head_best: bool = True  # phase B starts from the phase-A epoch of best selection accuracy
     label_smoothing: float = 0.0
     class_weights: bool = True
     au_head: HeadConfig = field(default_factory=lambda: HeadConfig(task="au"))
@@ -167,6 +171,14 @@ class ContinualConfig:
     normalize: bool = False
     l2: float = 1.0e-5
     base_trainable: list[str] | None = None
+    # complex-FER's two-stage base training: stage A trains base_trainable (the head alone with []), stage B
+    # base_finetune_trainable (null: no stage B) at base_finetune_lr; base_freeze_bn holds the backbone's
+    # BatchNorm in inference mode in both (Keras layers with trainable=False); base_min_delta: early stopping's.
+    base_finetune_trainable: list[str] | None = None
+    base_finetune_lr: float = 1.0e-6
+    base_freeze_bn: bool = False
+    base_min_delta: float = 0.0
+    share_base: bool = False  # one base model for every class order of a bench (the first order's), as complex-FER
     step_trainable: list[str] | None = None
     freeze_bn: bool = True
     step_lr: float = 1.0e-5

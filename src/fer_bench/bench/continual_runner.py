@@ -66,8 +66,9 @@ def _save(method: Continual, path: Path, extra: dict) -> None:
     atomic_save({"state_dict": method.state_dict(), "continual": method.continual_state(), **extra}, path)
 
 
-def run(cfg: DictConfig, resume: Path | None = None) -> Path:
-    """Run (or resume) one class order's scenario; returns the run directory."""
+def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = None) -> Path:
+    """Run (or resume) one class order's scenario; returns the run directory. ``base_from``: a ``base.ckpt`` whose
+    base model replaces step 0's training (``method.share_base``)."""
     check_config(cfg.method)
     run_dir = resume or new_run_dir(cfg)
     scenario = scenario_of(cfg)
@@ -90,7 +91,17 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
         dm.step = step_data(cfg, method, dm, scenario, step)
         started = time.time()
         epochs = cfg.trainer.max_epochs if step == 0 else cfg.method.step_epochs
-        fit_step(cfg, method, dm, run_dir, f"step{step:02d}", epochs, "val/loss" if step == 0 else "val/acc")
+        if step == 0 and base_from is not None:  # the bench's shared base model
+            shared = torch.load(base_from, map_location="cpu", weights_only=True)
+            method.backbone.load_state_dict(shared["backbone"])
+            method.head.load_state_dict(shared["head"])
+        elif step == 0:  # base: stage A, then (base_finetune_trainable) stage B from its best epoch
+            fit_step(cfg, method, dm, run_dir, "step00", epochs, "val/loss", cfg.method.base_min_delta)
+            if cfg.method.base_finetune_trainable is not None:
+                method.begin_base_finetune()
+                fit_step(cfg, method, dm, run_dir, "step00b", epochs, "val/loss", cfg.method.base_min_delta)
+        else:
+            fit_step(cfg, method, dm, run_dir, f"step{step:02d}", epochs, "val/acc")
         fit_seconds += time.time() - started
         update_memory(cfg, method, dm, scenario, step)
         result = evaluate(method, dm, scenario, step)
@@ -104,7 +115,7 @@ def run(cfg: DictConfig, resume: Path | None = None) -> Path:
             return run_dir
     if result is None:  # resumed after the last step: re-score the final model
         result = evaluate(method, dm, scenario, scenario.num_steps - 1)
-    _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds)
+    _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds, base_from)
     return run_dir
 
 
@@ -136,7 +147,7 @@ def _final_predictions(cfg, dm, scenario: Scenario, run_dir: Path, result: dict)
     return P.metric_intervals(frame, seen, cfg.eval, cfg.data.cluster_by)
 
 
-def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds) -> None:
+def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds, base_from=None) -> None:
     strategy = cfg.method.strategy
     names = [", ".join(scenario.classes[c] for c in scenario.new_classes(s)) for s in range(scenario.num_steps)]
     names[0] = f"base ({scenario.step_sizes[0]})"
@@ -173,6 +184,7 @@ def _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds
             "cl/forgetting_first = Avalanche: mean of (accuracy right after learning - final accuracy)",
         "cl": metrics, "final": final | intervals, "fewshot": extra, "fit_seconds": round(fit_seconds, 1),
         "memory_per_class": {str(c): len(v) for c, v in method.memory.slots.items()}, **facts,
+        "base_from": str(base_from) if base_from else None,
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     selection = "test fold per step (faithful; optimistic)" if cfg.method.protocol == "faithful" else "val per step"
@@ -197,9 +209,10 @@ def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
     """Every seed (= class order) in ``cfg.seeds``; with ``resume``, finish that one run."""
     if resume is not None:
         return [run(cfg, resume)]
-    run_dirs = []
+    run_dirs: list[Path] = []
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()
         seed_cfg.seed = int(seed)
-        run_dirs.append(run(seed_cfg))
+        shared = run_dirs[0] / "checkpoints" / "base.ckpt" if cfg.method.share_base and run_dirs else None
+        run_dirs.append(run(seed_cfg, base_from=shared))
     return run_dirs

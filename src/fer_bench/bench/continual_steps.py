@@ -50,7 +50,8 @@ def step_data(cfg, method, dm: FERDataModule, scenario: Scenario, step: int) -> 
                     redraw=new_class_redraw(cfg), **common)
 
 
-def fit_step(cfg, method, dm: FERDataModule, run_dir: Path, name: str, max_epochs: int, monitor: str) -> None:
+def fit_step(cfg, method, dm: FERDataModule, run_dir: Path, name: str, max_epochs: int, monitor: str,
+             min_delta: float = 0.0) -> None:
     """Train the current step (``dm.step``), then restore the weights of its best validation epoch."""
     folder = run_dir / "checkpoints" / "current"
     shutil.rmtree(folder, ignore_errors=True)
@@ -58,7 +59,7 @@ def fit_step(cfg, method, dm: FERDataModule, run_dir: Path, name: str, max_epoch
     callbacks = [ModelCheckpoint(dirpath=folder, filename="best", monitor=monitor, mode=mode, save_weights_only=True,
                                  auto_insert_metric_name=False, enable_version_counter=False)]
     if cfg.method.patience > 0:
-        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.method.patience))
+        callbacks.append(EarlyStopping(monitor=monitor, mode=mode, patience=cfg.method.patience, min_delta=min_delta))
     step_cfg = cfg.copy()
     step_cfg.trainer.max_epochs = max_epochs
     trainer = build_trainer(step_cfg, run_dir, [CSVLogger(str(run_dir), name="logs", version=name)], callbacks)

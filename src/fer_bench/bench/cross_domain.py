@@ -32,6 +32,7 @@ from fer_bench.config import ConfigError, data_card
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import dataset_root
 from fer_bench.data.synthetic import SynthSpec
+from fer_bench.data.transforms import ReversedChannels
 from fer_bench.methods import predictions as P
 from fer_bench.metrics.classification import accuracy_from_confmat, confusion_matrix, f1_from_confmat, uar_from_confmat
 
@@ -148,6 +149,9 @@ def evaluate(cfg: DictConfig, targets: list[Target], method, run_dir: Path | Non
         datamodule = FERDataModule(target.data, method.data_needs(), seed=cfg.seed)
         datamodule.prepare_data()
         datamodule.setup("test")
+        if bgr_input(cfg, target.name):
+            test = datamodule.datasets["test"]
+            test.transform = ReversedChannels(test.transform)
         heads, target_to_shared = shared_classes(cfg.data.space, target.data.space)
         collector = P.PredictionCollector()
         cm = confusion_on(method, datamodule.test_dataloader(), heads, target_to_shared, cfg, collector)
@@ -172,6 +176,12 @@ def evaluate(cfg: DictConfig, targets: list[Target], method, run_dir: Path | Non
     return results
 
 
+def bgr_input(cfg: DictConfig, target: str) -> bool:
+    """Whether ``target`` is scored on channel-reversed images (``eval.target_color=bgr``)."""
+    e = cfg.eval
+    return e.target_color == "bgr" and (not e.color_targets or target in e.color_targets)
+
+
 def domain_matrix(rows: pd.DataFrame) -> pd.DataFrame:
     """Mean accuracy over seeds: rows = training sets, columns = test sets (a training set's own column is its
     test split's ``test/acc``), plus the mean over each row's other sets."""
@@ -193,12 +203,14 @@ def write_matrices(results_dir: Path) -> list[Path]:
     board = leaderboard.read(results_dir)
     if "train_set" not in board:
         return []
-    rows = board[(board["ckpt"] == "best") & board["train_set"].notna()]
+    # the selected checkpoint: val-selected (corrected) or test-selected (faithful), never in one matrix
+    selected = board["ckpt"].isin(["best", "best_test_epoch"]) & board["train_set"].notna()
+    rows = leaderboard.with_protocol(board[selected])
     keys = [k for k in ("suite", "name") if k in rows] or ["method"]
     rows = rows.assign(**{k: rows[k].fillna("").astype(str) for k in keys})
     written = []
-    for key, group in rows.groupby(keys):
-        label = "_".join(part for part in key if part)
+    for key, group in rows.groupby([*keys, "protocol"]):
+        label = "_".join(part for part in key[:-1] if part) + ("_faithful" if key[-1] == "faithful" else "")
         matrix = domain_matrix(group)
         csv = Path(results_dir) / f"xdom_{label}.csv"
         matrix.to_csv(csv, float_format="%.4f")

@@ -21,7 +21,12 @@ LEAD_COLUMNS = ["run_id", "suite", "name", "method", "data", "seed", "ckpt", "se
                 "test/f1"]
 # A summary row: one (suite, run name, data set, checkpoint kind); `name` is the method key unless a suite names
 # the run (e.g. two variants of one method).
-GROUP = ["suite", "name", "data", "ckpt", "selection"]
+GROUP = ["protocol", "suite", "name", "data", "ckpt", "selection"]
+# Faithful (the authors' recipe, test-selected rows) and corrected results never share a table.
+PROTOCOLS = {"corrected": "Corrected protocol (selection on a validation split carved from train; test never "
+                          "selects)",
+             "faithful": "Faithful protocol (the authors' recipe, docs/faithful.md; `best_test_epoch` rows are "
+                         "selected on test: optimistic)"}
 PROVENANCE = {"data_card": "data", "image_variant": "variant", "splits_hash": "splits", "code_version": "code",
               "config_hash": "config", "init": "init", "precision": "precision"}
 INIT_MARK = "†"  # a summary row with a run that starts the paper's pretrained part from random weights (init_note)
@@ -124,6 +129,7 @@ def _provenance_line(group: pd.DataFrame) -> str:
 def summary(table: pd.DataFrame) -> pd.DataFrame:
     """Mean ± std over seeds (and subject folds) per suite, run name, data set and checkpoint kind (a single run:
     its value with its bootstrap interval), with a provenance line; rows of fold runs also count their folds."""
+    table = with_protocol(table)
     table = table.assign(suite=table.get("suite", pd.Series(index=table.index, dtype=object)).fillna(""),
                          name=table.get("name", pd.Series(index=table.index, dtype=object)).fillna(table["method"]))
     metric_cols = [c for c in table.columns if "/" in c and not _is_bound(c, table.columns)]
@@ -142,6 +148,21 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows).fillna("")
 
 
+def with_protocol(table: pd.DataFrame) -> pd.DataFrame:
+    """Rows without a protocol (older leaderboards) count as corrected."""
+    column = table.get("protocol", pd.Series(index=table.index, dtype=object))
+    return table.assign(protocol=column.fillna("corrected"))
+
+
+def protocol_sections(summary_table: pd.DataFrame, level: str = "##") -> list[str]:
+    """Markdown parts: one labelled summary table per protocol present (corrected first)."""
+    parts = []
+    for name in sorted(summary_table["protocol"].unique(), key=lambda p: (p != "corrected", p)):
+        rows = summary_table[summary_table["protocol"] == name].drop(columns="protocol")
+        parts += [f"{level} {PROTOCOLS.get(name, name)}", "", rows.to_markdown(index=False), ""]
+    return parts
+
+
 def _init_notes(rows: pd.DataFrame) -> list[str]:
     return sorted({str(n) for n in rows["init_note"].dropna() if str(n)}) if "init_note" in rows else []
 
@@ -152,10 +173,11 @@ def init_footnotes(table: pd.DataFrame) -> str:
 
 
 def render(table: pd.DataFrame) -> str:
-    """Markdown: the summary (mean ± std over seeds and folds) and every row, test values with their 95 % intervals."""
+    """Markdown: the summary (mean ± std over seeds and folds) per protocol and every row, test values with their
+    95 % intervals."""
     parts = ["# fer-bench leaderboard", "",
              "## Summary (mean ± std over seeds and folds; one run: value [bootstrap interval])", "",
-             summary(table).to_markdown(index=False), "", init_footnotes(table), "",
+             *protocol_sections(summary(table), "###"), init_footnotes(table), "",
              "## All runs (value [bootstrap interval])", "",
              with_intervals(table.drop(columns=["run_dir"], errors="ignore")).to_markdown(index=False,
                                                                                          floatfmt=".4f"), ""]

@@ -26,8 +26,10 @@ import pandas as pd
 from fer_bench.bench import leaderboard, predictions, report_statistics
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png, heatmap_png
 
-GROUP = ["suite", "name", "data"]
-SELECTED = ("best", "final")  # the checkpoint kind a group's tables and pictures use
+GROUP = ["protocol", "suite", "name", "data"]
+# the checkpoint kind a group's tables and pictures use (faithful runs: the test-selected best.ckpt)
+SELECTED = ("best", "final", "best_test_epoch")
+REPORT_OF = {"best_test_epoch": "best"}  # ckpt kind -> its test_<kind>.json
 
 
 @dataclass
@@ -75,18 +77,20 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
     table = predictions.named_table(results_dir)
     if table.empty:
         raise FileNotFoundError(f"{results_dir / 'leaderboard.csv'} has no rows: run fer-bench bench first")
+    table = leaderboard.with_protocol(table)
     plots_dir = out.parent / f"{out.stem}_plots"
     report = Report("", {"leaderboard": leaderboard.summary(table)})
     per_class, domains, sections, run_links, missing = {}, {}, {"confusion": [], "continual": []}, [], []
     for keys, group in table.groupby(GROUP, sort=True):
-        label = _label(*keys)
+        label = _label(*keys[1:]) + (" (faithful)" if keys[0] == "faithful" else "")
         chosen = _selected(group)
         dirs, lost = _run_dirs(chosen, runs_dir)
         missing += lost
         xdom = [c for c in chosen.columns if c.startswith("xdom/") and chosen[c].notna().any()]
         if xdom:
             domains[label] = {c.split("/")[1]: chosen[c].mean() for c in xdom}
-        tests = [t for d in dirs if (t := _read_json(d / f"test_{chosen['ckpt'].iloc[0]}.json"))]
+        kind = chosen["ckpt"].iloc[0] if len(chosen) else ""
+        tests = [t for d in dirs if (t := _read_json(d / f"test_{REPORT_OF.get(kind, kind)}.json"))]
         if tests:
             per_class[label] = pd.DataFrame([t["per_class_acc"] for t in tests]).mean()
             names = tests[0]["class_names"]
@@ -112,8 +116,9 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
                                  + " · ".join(f"[{p.stem}]({_link(p, out)})" for p in pngs))
     parts = [f"# fer-bench report\n\n{time.strftime('%Y-%m-%d %H:%M')} from `{results_dir / 'leaderboard.csv'}` "
              f"({len(table)} rows, {table['run_id'].nunique()} runs). Tables and pictures use the val-selected "
-             "checkpoint (`best`; `final` for continual runs).\n",
-             "## Leaderboard (mean ± std over seeds)\n", report.tables["leaderboard"].to_markdown(index=False), "",
+             "checkpoint (`best`; `final` for continual runs; `best_test_epoch` for faithful runs, marked).\n",
+             "## Leaderboard (mean ± std over seeds)\n",
+             *leaderboard.protocol_sections(report.tables["leaderboard"], "###"),
              leaderboard.init_footnotes(table), ""]
     for key, title, values in (("per_class_acc", "Per-class test accuracy (mean over seeds)", per_class),
                                ("cross_domain_acc", "Cross-domain test accuracy (mean over seeds)", domains)):

@@ -40,7 +40,6 @@ from fer_bench.methods.base import FERMethod
 from fer_bench.resume import default_checkpoint
 
 CKPT_KINDS = ("best", "last")
-EPOCH_PREDICTIONS = "predictions_test_epoch"  # protocol=faithful: per-epoch test predictions until one is selected
 
 
 def session_stamp() -> str:
@@ -95,7 +94,7 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
     """Load a checkpoint kind, test it, and read back the report the method wrote (files survive ddp_spawn)."""
     load_weights(method, run_dir / "checkpoints" / f"{kind}.ckpt")
     method.report_path = run_dir / f"{report_name}_{kind}.json"
-    method.predictions_path = run_dir / P.file_name(kind)  # a re-test rewrites the checkpoint's predictions
+    method.predictions_path = run_dir / P.file_name(row_kind(cfg, kind))  # a re-test rewrites them
     # A CSV logger of its own: under ddp_spawn each launch re-creates the writer, which deletes an existing
     # metrics.csv, so sharing the fit's logger would wipe logs/metrics.csv (and the previous test's rows).
     loggers = [lg for lg in loggers if not isinstance(lg, CSVLogger)] + [
@@ -104,6 +103,12 @@ def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers:
     trainer.test(method, datamodule=datamodule, verbose=False)
     trainer.strategy.barrier("test report written")  # rank 0 writes it; under torchrun the others read it
     return json.loads(method.report_path.read_text()), trainer, loggers
+
+
+def row_kind(cfg: DictConfig, kind: str) -> str:
+    """A checkpoint kind as its leaderboard row names it: under protocol=faithful best.ckpt is the test-selected
+    epoch (``best_test_epoch``)."""
+    return "best_test_epoch" if kind == "best" and cfg.method.protocol == "faithful" else kind
 
 
 def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> dict:
@@ -136,14 +141,15 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         atomic_write_text(run_dir / "config.yaml", to_yaml(cfg))
     needs = method.data_needs()
     needs.test_every_epoch = cfg.method.protocol == "faithful"
-    if needs.test_every_epoch:
-        method.epoch_predictions_dir = run_dir / EPOCH_PREDICTIONS
     datamodule = FERDataModule(cfg.data, needs, run_dir=run_dir, seed=cfg.seed,
                                splits_from=run_dir / "splits" if ckpt else None)
     if resume and rank_zero_only.rank == 0:
         keep_history(run_dir / "logs" / "metrics.csv", ckpt)
     loggers = build_loggers(cfg, run_dir)
-    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor="val/acc", mode="max",
+    # faithful: best.ckpt is the epoch of highest test accuracy (the official scripts' choice), reported as
+    # best_test_epoch; corrected: the epoch of highest val accuracy.
+    monitor = "test_epoch/acc" if needs.test_every_epoch else "val/acc"
+    checkpoint = ModelCheckpoint(dirpath=run_dir / "checkpoints", filename="best", monitor=monitor, mode="max",
                                  auto_insert_metric_name=False)
     # Lightning >= 2.6 writes save_last's last.ckpt only when a top-k checkpoint is saved in the same step,
     # i.e. a copy of best.ckpt once val/acc stops improving; a monitor-less callback saves every epoch.
@@ -169,20 +175,16 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
             **folds.tag(cfg),
-            "best_val_acc": float(best_score) if best_score is not None else None,
+            f"best_{monitor.split('/')[0]}_acc": float(best_score) if best_score is not None else None,
             "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
             "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0, **facts,
             **{kind: reports[kind]["metrics"] for kind in CKPT_KINDS},
         }
         rows = [_leaderboard_row(cfg, summary, kind, run_dir) | facts for kind in CKPT_KINDS]
-        if needs.test_every_epoch:
-            selected = best_test_epoch(run_dir / "logs" / "metrics.csv")
-            frame = P.keep_epoch(run_dir / EPOCH_PREDICTIONS, selected["selected_epoch"],
-                                 run_dir / P.file_name("best_test_epoch"))
-            summary["best_test_epoch"] = selected | P.metric_intervals(frame, method.num_classes, cfg.eval,
-                                                                        cfg.data.cluster_by)
-            rows.append(_leaderboard_row(cfg, summary, "best_test_epoch", run_dir) | facts
-                        | {"selection": "test (faithful; optimistic)"})
+        if needs.test_every_epoch:  # best.ckpt is the test-selected epoch: its row says so
+            summary["best_test_epoch"] = best_test_epoch(run_dir / "logs" / "metrics.csv")
+            rows[0] |= {"ckpt": "best_test_epoch", "selection": "test (faithful; optimistic)",
+                        "selected_epoch": summary["best_test_epoch"]["selected_epoch"]}
         if targets:  # the val-selected checkpoint on every eval_on set
             load_weights(method, run_dir / "checkpoints" / "best.ckpt")
             summary["xdom"] = cross_domain.evaluate(cfg, targets, method, run_dir)

@@ -192,10 +192,12 @@ class FERDataModule(pl.LightningDataModule):
         size, mean, std = self.needs.image_size, self.needs.mean, self.needs.std
         for name in ("train", "val", "test"):
             rows = self.records[self.records["split"] == name]
+            if rows.empty and name == "val" and self.cfg.val_fraction == 0:
+                continue  # protocol=faithful: no validation split; the test split selects, flagged
             if rows.empty:
                 raise DataError(f"data set '{self.cfg.name}' has no {name} images after splitting")
             transform = train_transform(size, mean, std, self.cfg.augment) if name == "train" else eval_transform(
-                size, mean, std)
+                size, mean, std, self.cfg.augment)
             self.datasets[name] = FERDataset(rows, rows["head"].to_numpy(), transform)
         log.info("data %s: %s", self.cfg.name, {k: len(v) for k, v in self.datasets.items()})
 
@@ -232,7 +234,7 @@ class FERDataModule(pl.LightningDataModule):
     def eval_view(self, split: str) -> FERDataset:
         """The split with the evaluation transform (no augmentation), e.g. to score training images."""
         view = copy.copy(self.datasets[split])
-        view.transform = eval_transform(self.needs.image_size, self.needs.mean, self.needs.std)
+        view.transform = eval_transform(self.needs.image_size, self.needs.mean, self.needs.std, self.cfg.augment)
         return view
 
     def per_device_batch(self, batch_size: int) -> int:
@@ -289,12 +291,25 @@ class FERDataModule(pl.LightningDataModule):
         batch = self.cfg.eval_batch_size or self.per_device_batch(self.cfg.batch_size)
         return self._loader(dataset, EvalShardSampler(len(dataset), rank, world), batch)
 
+    @property
+    def val_stages(self) -> tuple[str, ...]:
+        """Metric stage of each validation loader: ``val`` (absent without a validation split) and, with
+        ``needs.test_every_epoch``, ``test_epoch``."""
+        if self.step is not None:
+            return ("val",)
+        stages = ("val",) if "val" in self.datasets else ()
+        if self.needs.test_every_epoch:
+            stages += ("test_epoch",)
+        if not stages:
+            raise DataError(f"data set '{self.cfg.name}': data.val_fraction=0 leaves no validation split and "
+                            "nothing else is scored per epoch (only method.protocol=faithful selects on test)")
+        return stages
+
     def val_dataloader(self) -> DataLoader | list[DataLoader]:
         if self.step is not None:
             return self.eval_dataloader(self.step.val_split)
-        if self.needs.test_every_epoch:
-            return [self.eval_dataloader("val"), self.eval_dataloader("test")]
-        return self.eval_dataloader("val")
+        loaders = [self.eval_dataloader("test" if s == "test_epoch" else s) for s in self.val_stages]
+        return loaders if len(loaders) > 1 else loaders[0]
 
     def test_dataloader(self) -> DataLoader:
         return self.eval_dataloader("test")

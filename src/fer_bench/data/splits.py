@@ -34,7 +34,8 @@ def _carve(labels: np.ndarray, groups: np.ndarray | None, fraction: float, seed:
 
 def assign_splits(records: pd.DataFrame, label: pd.Series, val_fraction: float, test_fraction: float,
                   seed: int) -> pd.Series:
-    """Split name per row: the data set's own where given, carved from train where missing."""
+    """Split name per row: the data set's own where given, carved from train where missing. ``val_fraction=0``
+    carves no validation split (protocol=faithful trains on the whole train split, as the official scripts)."""
     split = records["split"].copy()
     has_subject = records["subject"].notna().all()
     groups = records["subject"].to_numpy() if has_subject else None
@@ -46,7 +47,7 @@ def assign_splits(records: pd.DataFrame, label: pd.Series, val_fraction: float, 
     unknown = set(split.dropna().unique()) - set(SPLITS)
     if unknown or split.isna().any():
         raise DataError(f"split column holds {sorted(map(str, unknown)) or 'empty cells'}; expected train/val/test")
-    if not (split == "val").any():
+    if val_fraction > 0 and not (split == "val").any():
         train = np.flatnonzero(split.to_numpy() == "train")
         sub_groups = groups[train] if groups is not None else None
         val = _carve(codes[train], sub_groups, val_fraction, seed + 1)

@@ -40,10 +40,7 @@ class FERMethod(pl.LightningModule):
         self.save_hyperparameters({"cfg": OmegaConf.to_container(cfg, resolve=True), "class_names": class_names})
         self.eval_metrics = torch.nn.ModuleDict({s: ClassificationMetrics(self.num_classes) for s in STAGES})
         self.report_path: Path | None = None
-        # Where the test writes the predictions file (methods/predictions.py), and with protocol=faithful the folder
-        # of the per-epoch test predictions (one file per epoch; the runner keeps the selected epoch's).
-        self.predictions_path: Path | None = None
-        self.epoch_predictions_dir: Path | None = None
+        self.predictions_path: Path | None = None  # where the test writes the predictions file (methods/predictions.py)
         self.predictions = P.PredictionCollector()
 
     # memory layout ---------------------------------------------------------------------------------------------
@@ -88,10 +85,8 @@ class FERMethod(pl.LightningModule):
         return {"logits": logits}
 
     def validation_step(self, batch: dict, batch_idx: int, dataloader_idx: int = 0) -> None:
-        stage = VAL_LOADER_STAGES[dataloader_idx]
-        outputs = self._eval_step(batch, stage)
-        if stage == "test_epoch" and self.epoch_predictions_dir is not None and not self.trainer.sanity_checking:
-            self.predictions.add(batch["index"], outputs)
+        stages = getattr(self.trainer.datamodule, "val_stages", VAL_LOADER_STAGES)  # no val split: test_epoch only
+        self._eval_step(batch, stages[dataloader_idx])
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         outputs = self._eval_step(batch, "test")
@@ -121,11 +116,6 @@ class FERMethod(pl.LightningModule):
             if updated:
                 self._log_epoch_metrics(stage)
                 self.eval_metrics[stage].reset()
-        if self.epoch_predictions_dir is not None and not self.trainer.sanity_checking:
-            frame = self._gathered_predictions()
-            if frame is not None:
-                P.write_predictions(frame, self.epoch_predictions_dir / f"epoch_{self.current_epoch}.parquet",
-                                    self._predictions_meta())
 
     def _gathered_predictions(self):
         """All ranks' collected test outputs as the predictions table on rank 0 (a collective; None elsewhere)."""

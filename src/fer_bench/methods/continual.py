@@ -104,6 +104,7 @@ class Continual(FERMethod):
                                                                  m.head_activation)})
             self.teacher.requires_grad_(False)
         self.step = 0
+        self.base_finetune = False  # stage B of the base training (method.base_finetune_trainable)
         self.memory = ReplayMemory()
 
     def data_needs(self) -> DataNeeds:
@@ -136,8 +137,10 @@ class Continual(FERMethod):
         return self
 
     def _frozen_batch_norms(self) -> list[nn.Module]:
-        """The backbone's BatchNorm layers held fixed (statistics and affine) from step 1 on with ``freeze_bn``."""
-        if self.step == 0 or not self.cfg.method.freeze_bn:
+        """The backbone's BatchNorm layers held fixed (statistics and affine): from step 1 on with ``freeze_bn``, in
+        the base step with ``base_freeze_bn``."""
+        m = self.cfg.method
+        if not (m.base_freeze_bn if self.step == 0 else m.freeze_bn):
             return []
         return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
@@ -151,8 +154,17 @@ class Continual(FERMethod):
         if step > 0:
             self.head.grow(new_classes)
         self.step = step
+        self.base_finetune = False
         m = self.cfg.method
-        prefixes = m.base_trainable if step == 0 else m.step_trainable
+        self._set_trainable(m.base_trainable if step == 0 else m.step_trainable)
+
+    def begin_base_finetune(self) -> None:
+        """Stage B of the base training: ``method.base_finetune_trainable`` at ``method.base_finetune_lr``."""
+        self.base_finetune = True
+        self._set_trainable(self.cfg.method.base_finetune_trainable)
+
+    def _set_trainable(self, prefixes: list[str] | None) -> None:
+        """Backbone parameters under ``prefixes`` (all with None) trainable, except frozen BatchNorm layers."""
         for name, param in self.backbone.named_parameters():
             param.requires_grad_(prefixes is None or name.startswith(tuple(prefixes)))
         for module in self._frozen_batch_norms():
@@ -203,17 +215,24 @@ class Continual(FERMethod):
         teacher = self.teacher_logits(images) if gamma > 0 else None
         loss, cls, kd = kd_loss(student, teacher, labels, gamma, self.cfg.method.kd.T)
         if self.step == 0 and self.cfg.method.l2 > 0:  # Keras kernel regularisers: base phase only
-            loss = loss + self.cfg.method.l2 * sum(
-                (layer.weight ** 2).sum() for layer in self.head.modules() if isinstance(layer, nn.Linear))
+            loss = loss + self.l2_penalty()
         acc = (student.argmax(1) == labels).float().mean()
         self.log_dict({"train/loss": loss, "train/cls": cls, "train/kd": kd, "train/acc": acc},
                       batch_size=len(labels))
         return loss
 
+    def l2_penalty(self) -> torch.Tensor:
+        """``method.l2`` × Σ w² over the kernels of the hidden Dense layers (complex-FER's l2(1e-5) on Dense 512
+        and Dense 32; the output layer has none)."""
+        return self.cfg.method.l2 * sum((layer.weight ** 2).sum() for layer in self.head.body.modules()
+                                        if isinstance(layer, nn.Linear))
+
     def configure_optimizers(self):
         optim_cfg = self.cfg.optim.copy()
         if self.step > 0:
             optim_cfg.lr = self.cfg.method.step_lr
+        elif self.base_finetune:
+            optim_cfg.lr = self.cfg.method.base_finetune_lr
         optimizer = build_optimizer(self.trainable_parameters(), optim_cfg)
         scheduler = build_scheduler(optimizer, self.cfg.sched, self.trainer.max_epochs)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}

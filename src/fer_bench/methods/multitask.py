@@ -3,9 +3,10 @@
 Stage 2 of the pipeline. One ``Linear(D, C + 2)`` head; loss = class-weighted CE + (1 − CCC_V)/2 + (1 − CCC_A)/2,
 each term over the samples that carry its label. Manual optimisation so that SAM can take its two passes (specs/
 lessons.md §3). Phase A (``method.head_epochs``) trains the head alone at ``method.head_lr`` with the backbone frozen
-(BatchNorm statistics included); phase B trains all layers at ``optim.lr``; no scheduler. The last partial batch of
-an epoch is skipped (the recipe's ``drop_last=True``). With ``method.weights`` of an expression-only model (a converted
-``enet_b2_8``, say) the head is ``Linear(D, C)``: no V/A terms, metrics or outputs.
+(its BatchNorm in train mode by default, as HSEmotion: ``method.head_phase_bn``); phase B starts from the best
+phase-A epoch (``method.restore_head_best``) and trains all layers at ``optim.lr``; no scheduler. The last partial
+batch of an epoch is skipped (the recipe's ``drop_last=True``). With ``method.weights`` of an expression-only
+model (a converted ``enet_b2_8``, say) the head is ``Linear(D, C)``: no V/A terms, metrics or outputs.
 
 Evaluation adds to the shared classification metrics: ``acc7`` (drop Contempt images and logit), ``ccc_v``,
 ``ccc_a`` and their mean ``va`` (population CCC over the whole split, V/A clipped to [−1, 1]). At test time, when the
@@ -53,6 +54,8 @@ class Multitask(FERMethod):
         if cfg.sched.name != "none":
             raise ValueError(f"sched.name={cfg.sched.name!r}: multitask keeps each phase's learning rate constant "
                              "(method.head_lr, then optim.lr) as HSEmotion does; set sched.name=none")
+        if m.head_phase_bn not in ("train", "eval"):
+            raise ValueError(f"method.head_phase_bn={m.head_phase_bn!r}; allowed: train, eval")
         self.automatic_optimization = False
         self.net, self.info = build_from_config(cfg)
         self.register_buffer("class_weight", torch.ones(self.num_classes))
@@ -67,6 +70,7 @@ class Multitask(FERMethod):
         self.au_head: torch.nn.Module | None = None
         self.au_columns: list[int] = []
         self.train_batch = 0
+        self.head_best: tuple[float, dict] | None = None  # (selection accuracy, net state) of the best phase-A epoch
 
     def data_needs(self) -> DataNeeds:
         return DataNeeds(self.info.image_size, self.info.mean, self.info.std)
@@ -109,7 +113,22 @@ class Multitask(FERMethod):
         return self.current_epoch < self.cfg.method.head_epochs
 
     def on_train_epoch_start(self) -> None:
-        self.net.freeze_backbone(self.head_phase())
+        m = self.cfg.method
+        if self.current_epoch == m.head_epochs and self.head_best is not None:
+            self.net.load_state_dict(self.head_best[1])  # phase B starts from the best phase-A epoch
+            self.head_best = None
+        self.net.freeze_backbone(self.head_phase(), bn_train=m.head_phase_bn == "train")
+
+    def on_validation_epoch_end(self) -> None:
+        """In phase A, keep the network of the epoch with the best selection accuracy (val; test_epoch when the
+        run has no val split) for phase B (``method.restore_head_best``)."""
+        stage = "val" if self.eval_metrics["val"].update_count else "test_epoch"
+        if (self.cfg.method.restore_head_best and not self.trainer.sanity_checking and self.head_phase()
+                and self.eval_metrics[stage].update_count):
+            acc = float(self.eval_metrics[stage].compute()["acc"])
+            if self.head_best is None or acc > self.head_best[0]:
+                self.head_best = (acc, {k: v.detach().clone() for k, v in self.net.state_dict().items()})
+        super().on_validation_epoch_end()
 
     def _loss(self, batch):
         logits, va = self.net.split(self.net(batch["image"]))

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -138,16 +137,6 @@ def read_predictions(path: Path) -> tuple[pd.DataFrame, dict]:
     """The table and its metadata."""
     table = pq.read_table(path)
     return table.to_pandas(), json.loads((table.schema.metadata or {}).get(META_KEY, b"{}"))
-
-
-def keep_epoch(folder: Path, epoch: int, dest: Path) -> pd.DataFrame:
-    """protocol=faithful: keep the selected epoch's test predictions as ``dest``, drop the other epochs'."""
-    chosen = Path(folder) / f"epoch_{epoch}.parquet"
-    if not chosen.is_file():
-        raise FileNotFoundError(f"{chosen}: the test predictions of the selected epoch {epoch} were not written")
-    chosen.replace(dest)
-    shutil.rmtree(folder)
-    return read_predictions(dest)[0]
 
 
 def file_name(ckpt: str, target: str | None = None) -> str:

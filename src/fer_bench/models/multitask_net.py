@@ -44,9 +44,10 @@ class MultitaskNet(nn.Module):
         """Expression logits (N, C) and valence/arousal (N, 2) of a scores tensor (None without them)."""
         return scores[:, : self.num_classes], (scores[:, self.num_classes:] if self.va else None)
 
-    def freeze_backbone(self, frozen: bool) -> None:
-        """Phase A of the schedule: no gradients into the backbone and its BatchNorm statistics kept fixed."""
-        self.backbone_frozen = frozen
+    def freeze_backbone(self, frozen: bool, bn_train: bool = False) -> None:
+        """Phase A of the schedule: no gradients into the backbone; its BatchNorm statistics kept fixed (eval mode)
+        unless ``bn_train`` (HSEmotion's script freezes parameters only, so its statistics keep updating)."""
+        self.backbone_frozen = frozen and not bn_train
         self.backbone.requires_grad_(not frozen)
         self.train(self.training)
 
