@@ -15,9 +15,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from fer_bench import cli
-from fer_bench.bench import compare, predictions, resampling
+from fer_bench.bench import compare, prediction_sets
 from fer_bench.bench.provenance import hash_of_test_split
 from fer_bench.bench.report import build_report
+from fer_bench.metrics import intervals
 
 C = 7
 
@@ -75,10 +76,10 @@ def test_resampled_metrics_equal_scikit_learn_on_the_drawn_images():
     target = rng.integers(0, C, 300)
     target[target == 6] = 5  # a class nobody has: uar and f1 must leave it out like scikit-learn
     pred = noisy(target, 0.6, rng)
-    weights = resampling.resample_counts(len(target), 5, seed=3)
-    got = resampling.metrics(weights, target, pred, C)
+    idx = intervals.draw_indices(len(target), 5, seed=3)
+    got = compare.seed_mean(target[idx], pred[None, idx], C)
     for r in range(5):
-        drawn = np.repeat(np.arange(len(target)), weights[r].astype(int))
+        drawn = idx[r]
         assert got["acc"][r] == pytest.approx(accuracy_score(target[drawn], pred[drawn]), abs=1e-6)
         assert got["uar"][r] == pytest.approx(balanced_accuracy_score(target[drawn], pred[drawn]), abs=1e-6)
         assert got["f1"][r] == pytest.approx(f1_score(target[drawn], pred[drawn], average="macro"), abs=1e-6)
@@ -108,8 +109,8 @@ def test_a_real_gap_is_found_and_the_verdict_reads_plainly(tmp_path):
     target = rng.integers(0, C, 3000)
     better, worse = noisy(target, 0.90, rng), noisy(target, 0.85, rng)
     ids = [f"images/test/{i:06d}.png" for i in range(3000)]
-    a = predictions.side("qcs", [write_run(tmp_path, "q", ids, target, better)], "best", [0])
-    b = predictions.side("baseline", [write_run(tmp_path, "b", ids, target, worse)], "best", [0])
+    a = prediction_sets.side("qcs", [write_run(tmp_path, "q", ids, target, better)], "best", [0])
+    b = prediction_sets.side("baseline", [write_run(tmp_path, "b", ids, target, worse)], "best", [0])
     table = compare.compare([a, b], resamples=2000, seed=0)
     acc = table[table["metric"] == "acc"].iloc[0]
     expected = np.mean(better == target) - np.mean(worse == target)

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import scikit_posthocs as sp  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from fer_bench.bench.predictions import Side  # noqa: E402
+from fer_bench.bench.prediction_sets import Side  # noqa: E402
 
 MIN_METHODS = 3
 MIN_BLOCKS = 3
