@@ -213,47 +213,32 @@ def test_report_says_so_when_there_are_too_few_domains(tmp_path):
     assert "no critical-difference diagram is drawn" in report.markdown
 
 
-def write_predictions(run_dir, ckpt: str = "best") -> None:
-    """The agreed prediction file of a trained run, from its checkpoint applied to its saved test split."""
-    from fer_bench import labels
-    from fer_bench.bench.inference import load_run_model
-    from fer_bench.bench.predict import predict
-    from fer_bench.data.readers import read_records
-
-    model = load_run_model(run_dir, ckpt)
-    paths = (run_dir / "splits" / "test.txt").read_text().splitlines()
-    probs = predict(model, paths)[[f"prob_{c}" for c in model.class_names]].to_numpy()
-    records, _ = read_records(model.cfg.data)
-    space = np.asarray(labels.space(model.cfg.data.space))
-    every = [p for name in ("train", "val", "test") for p in (run_dir / "splits" / f"{name}.txt").read_text().split()]
-    root = os.path.commonpath(every)
-    pd.DataFrame({"id": [os.path.relpath(p, root) for p in paths],
-                  "target": records.set_index("path").loc[paths, "expression"].to_numpy(dtype=int),
-                  "pred": space[probs.argmax(1)], **{f"prob_{k}": probs[:, k] for k in range(probs.shape[1])}}
-                 ).to_parquet(run_dir / f"predictions_{ckpt}.parquet")
-
-
 @pytest.mark.slow
 def test_a_trained_model_beats_one_trained_for_one_step_on_synthetic_faces(tmp_path, capsys):
+    """End to end with the real predictions writer: bench → compare (verdict) → report group_by=skin_tone."""
     from fer_bench.bench import runner
     from fer_bench.config import build_config
 
-    tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
-            "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
-            "trainer.progress_bar=false", "logger.wandb=false", f"runs_dir={tmp_path / 'runs'}",
-            f"results_dir={tmp_path / 'results'}"]
-    for name, steps in (("trained", ["trainer.max_epochs=12"]),
+    tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=32",
+            "data.synth.difficulty=easy", "data.image_size=32", "data.num_workers=0", "data.batch_size=16",
+            "eval.bootstrap=200", "trainer.progress_bar=false", "logger.wandb=false",
+            f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"]
+    for name, steps in (("trained", ["trainer.max_epochs=6"]),
                         ("one_step", ["trainer.max_epochs=1", "trainer.limit_train_batches=1"])):
-        write_predictions(runner.train_one(build_config([*tiny, *steps, f"run_name={name}"])))
-    out = tmp_path / "results" / "trained_vs_one_step"
-    assert cli.main(["compare", "trained", "one_step", f"results={tmp_path / 'results'}",
-                     f"runs={tmp_path / 'runs'}", f"out={out}"]) == 0
+        runner.train_one(build_config([*tiny, *steps, f"run_name={name}"]))
+    results = tmp_path / "results"
+    out = results / "trained_vs_one_step"
+    assert cli.main(["compare", "trained", "one_step", f"results={results}", f"runs={tmp_path / 'runs'}",
+                     f"out={out}"]) == 0
     acc = pd.read_csv(out.with_suffix(".csv")).set_index("metric").loc["acc"]
-    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv").set_index(["name", "ckpt"])
+    board = pd.read_csv(results / "leaderboard.csv").set_index(["name", "ckpt"])
     expected = board.loc[("trained", "best"), "test/acc"] - board.loc[("one_step", "best"), "test/acc"]
     assert acc["diff"] == pytest.approx(expected, abs=1e-6)  # the kept predictions give the leaderboard's values
     assert acc["p_mcnemar"] < 0.01 and acc["ci_lo"] > 0
     assert "trained > one_step: +" in capsys.readouterr().out
+    # the writer's skin-tone column groups the report's per-group results
+    report = build_report(results, tmp_path / "runs", results / "report.md", group_by="skin_tone")
+    assert "**trained on synthetic** by `skin_tone`" in report.markdown and "Statistical parity" in report.markdown
 
 
 def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsys):
@@ -270,3 +255,13 @@ def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsy
         assert got["diff"] == pytest.approx(acc["qcs"] - acc["clip"])
     text = capsys.readouterr().out
     assert "**qcs** by `domain`" in text and "- domain = wild: qcs > clip: +" in text
+
+
+def test_methods_tied_on_every_domain_get_a_note_not_a_nan_friedman_test(tmp_path):
+    from fer_bench.bench import ranks
+
+    tied = pd.DataFrame({"qcs": [0.5, 0.6, 0.7], "baseline": [0.5, 0.6, 0.7], "clip": [0.5, 0.6, 0.7]},
+                        index=["lab", "wild", "film"])
+    result = ranks.rank_test(tied, tmp_path / "cd.png", "suite gen")
+    assert result.ranks is None and not (tmp_path / "cd.png").exists()
+    assert "tie on each of the 3 data sets/domains" in result.markdown()
