@@ -265,3 +265,20 @@ def test_methods_tied_on_every_domain_get_a_note_not_a_nan_friedman_test(tmp_pat
     result = ranks.rank_test(tied, tmp_path / "cd.png", "suite gen")
     assert result.ranks is None and not (tmp_path / "cd.png").exists()
     assert "tie on each of the 3 data sets/domains" in result.markdown()
+
+
+def test_a_cross_domain_target_file_is_compared_through_the_rows_of_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(8)
+    target = rng.integers(0, C, len(IDS))
+    runs, rows = tmp_path / "runs", []
+    for name, accuracy in (("clip", 0.9), ("baseline", 0.5)):
+        run = write_run(runs, f"{name}-s0", IDS, target, noisy(target, accuracy, rng), ckpt="best_xdom_wild")
+        rows.append(row(run, name))
+    write_leaderboard(tmp_path / "results", rows)
+    out = tmp_path / "results" / "xdom"
+    assert cli.main(["compare", "clip", "baseline", "ckpt=best_xdom_wild", f"results={tmp_path / 'results'}",
+                     f"runs={runs}", "bootstrap=200", f"out={out}"]) == 0
+    acc = pd.read_csv(out.with_suffix(".csv")).set_index("metric").loc["acc"]
+    frames = {n: pd.read_parquet(runs / f"{n}-s0" / "predictions_best_xdom_wild.parquet") for n in ("clip", "baseline")}
+    assert acc["diff"] == pytest.approx(frames["clip"].eval("target == pred").mean()
+                                        - frames["baseline"].eval("target == pred").mean())

@@ -22,6 +22,7 @@ from fer_bench.bench.provenance import hash_of_test_split
 from fer_bench.methods import predictions as P
 
 REQUIRED = ("id", "target", "pred")
+XDOM = "_xdom_"  # methods.predictions.file_name of a cross-domain target: predictions_<ckpt>_xdom_<target>.parquet
 
 
 @dataclass
@@ -149,19 +150,21 @@ def named_table(results_dir: Path) -> pd.DataFrame:
 
 def resolve(arg: str, table: pd.DataFrame, runs_dir: Path, ckpt: str, data: str | None = None,
             suite: str | None = None) -> tuple[str, list[Path], list]:
-    """A command-line group: ``(label, run directories, seeds)`` of a run directory or a leaderboard selector."""
+    """A command-line group: ``(label, run directories, seeds)`` of a run directory or a leaderboard selector.
+    ``ckpt`` may name a cross-domain target's file, ``<ckpt>_xdom_<target>``: the rows of ``<ckpt>`` are chosen."""
     path = Path(arg)
     if (path / "config.yaml").is_file():
         rows = table[table["run_id"] == path.name] if "run_id" in table else table.iloc[0:0]
         return path.name, [path], rows["seed"].iloc[:1].tolist() or [None]
     sel = Selector.parse(arg)
-    rows = table[(table["name"] == sel.name) & (table["ckpt"] == ckpt)]
+    row_ckpt = ckpt.partition(XDOM)[0]
+    rows = table[(table["name"] == sel.name) & (table["ckpt"] == row_ckpt)]
     for column, wanted in (("suite", sel.suite if sel.suite is not None else suite), ("data", sel.data or data)):
         if wanted is not None:
             rows = rows[rows[column] == wanted]
     keys = sorted({_group_key(r) for _, r in rows.iterrows()})
     if not keys:
-        known = sorted({_group_key(r) for _, r in table[table["ckpt"] == ckpt].iterrows()})
+        known = sorted({_group_key(r) for _, r in table[table["ckpt"] == row_ckpt].iterrows()})
         raise ValueError(f"{arg!r} matches no leaderboard group with ckpt={ckpt} and is no run directory; groups: "
                          f"{', '.join(known) or 'none'}")
     if len(keys) > 1:
