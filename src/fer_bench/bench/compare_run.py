@@ -1,6 +1,6 @@
 """``fer-bench compare A B [C ...]``: groups → paired statistics → ``results/compare_<A>_vs_<B>….{csv,md}``.
 
-A group is a run directory or a leaderboard selector ``[SUITE/]NAME[@DATA]`` (``bench.predictions``); ``suite=``,
+A group is a run directory or a leaderboard selector ``[SUITE/]NAME[@DATA]`` (``bench.prediction_sets``); ``suite=``,
 ``data=`` and ``ckpt=`` narrow every selector. With ``group_by=<column>`` the markdown also holds each group's
 per-group table (``bench.fairness``) and the paired accuracy difference within every group value.
 """
