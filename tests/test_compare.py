@@ -282,3 +282,17 @@ def test_a_cross_domain_target_file_is_compared_through_the_rows_of_its_checkpoi
     frames = {n: pd.read_parquet(runs / f"{n}-s0" / "predictions_best_xdom_wild.parquet") for n in ("clip", "baseline")}
     assert acc["diff"] == pytest.approx(frames["clip"].eval("target == pred").mean()
                                         - frames["baseline"].eval("target == pred").mean())
+
+
+def test_sides_whose_files_name_different_classes_are_refused(tmp_path):
+    from fer_bench.methods import predictions as P
+
+    target = np.arange(len(IDS)) % C
+    runs = [write_run(tmp_path / "runs", name, IDS, target, target) for name in ("a", "b")]
+    for run, classes in zip(runs, (labels_7 := [f"c{k}" for k in range(C)], labels_7[::-1]), strict=True):
+        path = run / "predictions_best.parquet"
+        P.write_predictions(pd.read_parquet(path), path, {"class_names": classes, "root": "/data/faces"})
+    a, b = (prediction_sets.side(r.name, [r], "best") for r in runs)
+    assert a.class_names == labels_7
+    with pytest.raises(ValueError, match="a and b predict different classes"):
+        compare.compare([a, b], resamples=10)
