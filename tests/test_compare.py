@@ -15,9 +15,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from fer_bench import cli
-from fer_bench.bench import compare, predictions, resampling
+from fer_bench.bench import compare, prediction_sets
 from fer_bench.bench.provenance import hash_of_test_split
 from fer_bench.bench.report import build_report
+from fer_bench.metrics import intervals
 
 C = 7
 
@@ -75,10 +76,10 @@ def test_resampled_metrics_equal_scikit_learn_on_the_drawn_images():
     target = rng.integers(0, C, 300)
     target[target == 6] = 5  # a class nobody has: uar and f1 must leave it out like scikit-learn
     pred = noisy(target, 0.6, rng)
-    weights = resampling.resample_counts(len(target), 5, seed=3)
-    got = resampling.metrics(weights, target, pred, C)
+    idx = intervals.draw_indices(len(target), 5, seed=3)
+    got = compare.seed_mean(target[idx], pred[None, idx], C)
     for r in range(5):
-        drawn = np.repeat(np.arange(len(target)), weights[r].astype(int))
+        drawn = idx[r]
         assert got["acc"][r] == pytest.approx(accuracy_score(target[drawn], pred[drawn]), abs=1e-6)
         assert got["uar"][r] == pytest.approx(balanced_accuracy_score(target[drawn], pred[drawn]), abs=1e-6)
         assert got["f1"][r] == pytest.approx(f1_score(target[drawn], pred[drawn], average="macro"), abs=1e-6)
@@ -108,8 +109,8 @@ def test_a_real_gap_is_found_and_the_verdict_reads_plainly(tmp_path):
     target = rng.integers(0, C, 3000)
     better, worse = noisy(target, 0.90, rng), noisy(target, 0.85, rng)
     ids = [f"images/test/{i:06d}.png" for i in range(3000)]
-    a = predictions.side("qcs", [write_run(tmp_path, "q", ids, target, better)], "best", [0])
-    b = predictions.side("baseline", [write_run(tmp_path, "b", ids, target, worse)], "best", [0])
+    a = prediction_sets.side("qcs", [write_run(tmp_path, "q", ids, target, better)], "best", [0])
+    b = prediction_sets.side("baseline", [write_run(tmp_path, "b", ids, target, worse)], "best", [0])
     table = compare.compare([a, b], resamples=2000, seed=0)
     acc = table[table["metric"] == "acc"].iloc[0]
     expected = np.mean(better == target) - np.mean(worse == target)
@@ -212,47 +213,32 @@ def test_report_says_so_when_there_are_too_few_domains(tmp_path):
     assert "no critical-difference diagram is drawn" in report.markdown
 
 
-def write_predictions(run_dir, ckpt: str = "best") -> None:
-    """The agreed prediction file of a trained run, from its checkpoint applied to its saved test split."""
-    from fer_bench import labels
-    from fer_bench.bench.inference import load_run_model
-    from fer_bench.bench.predict import predict
-    from fer_bench.data.readers import read_records
-
-    model = load_run_model(run_dir, ckpt)
-    paths = (run_dir / "splits" / "test.txt").read_text().splitlines()
-    probs = predict(model, paths)[[f"prob_{c}" for c in model.class_names]].to_numpy()
-    records, _ = read_records(model.cfg.data)
-    space = np.asarray(labels.space(model.cfg.data.space))
-    every = [p for name in ("train", "val", "test") for p in (run_dir / "splits" / f"{name}.txt").read_text().split()]
-    root = os.path.commonpath(every)
-    pd.DataFrame({"id": [os.path.relpath(p, root) for p in paths],
-                  "target": records.set_index("path").loc[paths, "expression"].to_numpy(dtype=int),
-                  "pred": space[probs.argmax(1)], **{f"prob_{k}": probs[:, k] for k in range(probs.shape[1])}}
-                 ).to_parquet(run_dir / f"predictions_{ckpt}.parquet")
-
-
 @pytest.mark.slow
 def test_a_trained_model_beats_one_trained_for_one_step_on_synthetic_faces(tmp_path, capsys):
+    """End to end with the real predictions writer: bench → compare (verdict) → report group_by=skin_tone."""
     from fer_bench.bench import runner
     from fer_bench.config import build_config
 
-    tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
-            "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
-            "trainer.progress_bar=false", "logger.wandb=false", f"runs_dir={tmp_path / 'runs'}",
-            f"results_dir={tmp_path / 'results'}"]
-    for name, steps in (("trained", ["trainer.max_epochs=12"]),
+    tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=32",
+            "data.synth.difficulty=easy", "data.image_size=32", "data.num_workers=0", "data.batch_size=16",
+            "eval.bootstrap=200", "trainer.progress_bar=false", "logger.wandb=false",
+            f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"]
+    for name, steps in (("trained", ["trainer.max_epochs=6"]),
                         ("one_step", ["trainer.max_epochs=1", "trainer.limit_train_batches=1"])):
-        write_predictions(runner.train_one(build_config([*tiny, *steps, f"run_name={name}"])))
-    out = tmp_path / "results" / "trained_vs_one_step"
-    assert cli.main(["compare", "trained", "one_step", f"results={tmp_path / 'results'}",
-                     f"runs={tmp_path / 'runs'}", f"out={out}"]) == 0
+        runner.train_one(build_config([*tiny, *steps, f"run_name={name}"]))
+    results = tmp_path / "results"
+    out = results / "trained_vs_one_step"
+    assert cli.main(["compare", "trained", "one_step", f"results={results}", f"runs={tmp_path / 'runs'}",
+                     f"out={out}"]) == 0
     acc = pd.read_csv(out.with_suffix(".csv")).set_index("metric").loc["acc"]
-    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv").set_index(["name", "ckpt"])
+    board = pd.read_csv(results / "leaderboard.csv").set_index(["name", "ckpt"])
     expected = board.loc[("trained", "best"), "test/acc"] - board.loc[("one_step", "best"), "test/acc"]
     assert acc["diff"] == pytest.approx(expected, abs=1e-6)  # the kept predictions give the leaderboard's values
     assert acc["p_mcnemar"] < 0.01 and acc["ci_lo"] > 0
     assert "trained > one_step: +" in capsys.readouterr().out
+    # the writer's skin-tone column groups the report's per-group results
+    report = build_report(results, tmp_path / "runs", results / "report.md", group_by="skin_tone")
+    assert "**trained on synthetic** by `skin_tone`" in report.markdown and "Statistical parity" in report.markdown
 
 
 def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsys):
@@ -269,3 +255,44 @@ def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsy
         assert got["diff"] == pytest.approx(acc["qcs"] - acc["clip"])
     text = capsys.readouterr().out
     assert "**qcs** by `domain`" in text and "- domain = wild: qcs > clip: +" in text
+
+
+def test_methods_tied_on_every_domain_get_a_note_not_a_nan_friedman_test(tmp_path):
+    from fer_bench.bench import ranks
+
+    tied = pd.DataFrame({"qcs": [0.5, 0.6, 0.7], "baseline": [0.5, 0.6, 0.7], "clip": [0.5, 0.6, 0.7]},
+                        index=["lab", "wild", "film"])
+    result = ranks.rank_test(tied, tmp_path / "cd.png", "suite gen")
+    assert result.ranks is None and not (tmp_path / "cd.png").exists()
+    assert "tie on each of the 3 data sets/domains" in result.markdown()
+
+
+def test_a_cross_domain_target_file_is_compared_through_the_rows_of_its_checkpoint(tmp_path):
+    rng = np.random.default_rng(8)
+    target = rng.integers(0, C, len(IDS))
+    runs, rows = tmp_path / "runs", []
+    for name, accuracy in (("clip", 0.9), ("baseline", 0.5)):
+        run = write_run(runs, f"{name}-s0", IDS, target, noisy(target, accuracy, rng), ckpt="best_xdom_wild")
+        rows.append(row(run, name))
+    write_leaderboard(tmp_path / "results", rows)
+    out = tmp_path / "results" / "xdom"
+    assert cli.main(["compare", "clip", "baseline", "ckpt=best_xdom_wild", f"results={tmp_path / 'results'}",
+                     f"runs={runs}", "bootstrap=200", f"out={out}"]) == 0
+    acc = pd.read_csv(out.with_suffix(".csv")).set_index("metric").loc["acc"]
+    frames = {n: pd.read_parquet(runs / f"{n}-s0" / "predictions_best_xdom_wild.parquet") for n in ("clip", "baseline")}
+    assert acc["diff"] == pytest.approx(frames["clip"].eval("target == pred").mean()
+                                        - frames["baseline"].eval("target == pred").mean())
+
+
+def test_sides_whose_files_name_different_classes_are_refused(tmp_path):
+    from fer_bench.methods import predictions as P
+
+    target = np.arange(len(IDS)) % C
+    runs = [write_run(tmp_path / "runs", name, IDS, target, target) for name in ("a", "b")]
+    for run, classes in zip(runs, (labels_7 := [f"c{k}" for k in range(C)], labels_7[::-1]), strict=True):
+        path = run / "predictions_best.parquet"
+        P.write_predictions(pd.read_parquet(path), path, {"class_names": classes, "root": "/data/faces"})
+    a, b = (prediction_sets.side(r.name, [r], "best") for r in runs)
+    assert a.class_names == labels_7
+    with pytest.raises(ValueError, match="a and b predict different classes"):
+        compare.compare([a, b], resamples=10)

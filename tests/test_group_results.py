@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 from conftest import write_png
 
-from fer_bench.bench import fairness, predictions
+from fer_bench.bench import fairness, prediction_sets
 from fer_bench.bench.report import build_report
 from fer_bench.config import build_config, to_yaml
 from fer_bench.data import layouts, synthetic
@@ -62,7 +62,7 @@ def test_synthetic_faces_expose_a_skin_tone_per_subject():
 
 def test_group_by_skin_tone_matches_a_direct_pandas_computation(tmp_path):
     run, records, pred = _synthetic_run(tmp_path)
-    side = predictions.attach_columns(predictions.side("baseline", [run], "best", [0]), ["skin_tone"])
+    side = prediction_sets.attach_columns(prediction_sets.side("baseline", [run], "best", [0]), ["skin_tone"])
     table, summary = fairness.group_results(side, "skin_tone", resamples=500)
     direct = records.assign(correct=pred == records["expression"].to_numpy(dtype=int)).groupby(
         "skin_tone")["correct"].agg(["mean", "size"])
@@ -93,7 +93,7 @@ def test_prediction_ids_that_match_no_record_are_named(tmp_path):
     frame.loc[0, "id"] = "images/test/missing.png"
     frame.to_parquet(run / "predictions_best.parquet")
     with pytest.raises(ValueError, match="prediction id images/test/missing.png is not in the data set's records"):
-        predictions.attach_columns(predictions.side("baseline", [run], "best"), ["skin_tone"])
+        prediction_sets.attach_columns(prediction_sets.side("baseline", [run], "best"), ["skin_tone"])
 
 
 def _manual(root, name: str, gender: str, race: str, age: str) -> None:

@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from fer_bench.bench import resampling
-from fer_bench.bench.predictions import Side, check_same_test_set
+from fer_bench.bench.prediction_sets import Side, check_same_test_set
+from fer_bench.metrics import intervals
 
 ALPHA = 0.05
 POWER = 0.8
@@ -71,19 +71,25 @@ def _welch(x: list[float], y: list[float]) -> float:
     return float(stats.ttest_ind(x, y, equal_var=False).pvalue)
 
 
+def seed_mean(target: np.ndarray, preds: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """The classification metrics averaged over seeds: ``preds`` is ``(seeds, ..., n)``, ``target`` ``(..., n)``
+    (e.g. the images of every resample, ``target[idx]`` and ``preds[:, idx]``)."""
+    per_seed = [intervals.classification_metrics(target, p, num_classes) for p in preds]
+    return {m: np.mean([s[m] for s in per_seed], axis=0) for m in intervals.CLASSIFICATION}
+
+
 def compare_pair(a: Side, b: Side, resamples: int = 2000, seed: int = 0) -> list[dict]:
     """One row per metric: A − B with its paired-bootstrap interval and p, McNemar for acc, Welch over seeds."""
     check_same_test_set(a, b)
     target, n, classes = a.target, len(a.target), max(a.num_classes, b.num_classes)
-    weights = resampling.resample_counts(n, resamples, seed)
-    ones = np.ones((1, n), dtype=np.float32)
-    boot_a, boot_b = (resampling.seed_mean(weights, target, s.preds, classes) for s in (a, b))
-    seeds_a, seeds_b = ([resampling.metrics(ones, target, p, classes) for p in s.preds] for s in (a, b))
+    idx = intervals.draw_indices(n, resamples, seed)
+    boot_a, boot_b = (seed_mean(target[idx], s.preds[:, idx], classes) for s in (a, b))
+    seeds_a, seeds_b = ([intervals.classification_metrics(target, p, classes) for p in s.preds] for s in (a, b))
     pairs = _seed_pairs(a, b)
     tests = [mcnemar_exact(a.preds[i] == target, b.preds[j] == target) for i, j in pairs]
     rows = []
-    for metric in resampling.METRICS:
-        per_seed_a, per_seed_b = [m[metric][0] for m in seeds_a], [m[metric][0] for m in seeds_b]
+    for metric in intervals.CLASSIFICATION:
+        per_seed_a, per_seed_b = [float(m[metric]) for m in seeds_a], [float(m[metric]) for m in seeds_b]
         va, vb = float(np.mean(per_seed_a)), float(np.mean(per_seed_b))
         diff = va - vb
         draws = boot_a[metric] - boot_b[metric]

@@ -1,6 +1,6 @@
 """``fer-bench compare A B [C ...]``: groups → paired statistics → ``results/compare_<A>_vs_<B>….{csv,md}``.
 
-A group is a run directory or a leaderboard selector ``[SUITE/]NAME[@DATA]`` (``bench.predictions``); ``suite=``,
+A group is a run directory or a leaderboard selector ``[SUITE/]NAME[@DATA]`` (``bench.prediction_sets``); ``suite=``,
 ``data=`` and ``ckpt=`` narrow every selector. With ``group_by=<column>`` the markdown also holds each group's
 per-group table (``bench.fairness``) and the paired accuracy difference within every group value.
 """
@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.bench import compare, fairness, predictions
+from fer_bench.bench import compare, fairness, prediction_sets
 
 
-def _within(sides: list[predictions.Side], column: str, resamples: int, seed: int) -> pd.DataFrame:
+def _within(sides: list[prediction_sets.Side], column: str, resamples: int, seed: int) -> pd.DataFrame:
     """The paired accuracy comparison restricted to each value of ``column`` (Holm within each value)."""
     values = sides[0].frame[column].astype("string").fillna("<missing>").to_numpy()
     tables = []
@@ -31,13 +31,13 @@ def _within(sides: list[predictions.Side], column: str, resamples: int, seed: in
 def run(args: list[str], keys: dict[str, str]) -> tuple[Path, Path, str]:
     """Compare the groups named in ``args``; returns the CSV, the markdown and the markdown text."""
     results, ckpt = Path(keys["results"]), keys["ckpt"]
-    table = predictions.named_table(results)
-    resolved = [predictions.resolve(a, table, Path(keys["runs"]), ckpt, keys["data"] or None,
+    table = prediction_sets.named_table(results)
+    resolved = [prediction_sets.resolve(a, table, Path(keys["runs"]), ckpt, keys["data"] or None,
                                     keys["suite"] or None) for a in args]
     labels = [label for label, _, _ in resolved]
     if len(set(labels)) < len(labels):  # the same run name in two suites or data sets: use the full selectors
         labels = list(args)
-    sides = [predictions.side(label, dirs, ckpt, seeds) for label, (_, dirs, seeds) in
+    sides = [prediction_sets.side(label, dirs, ckpt, seeds) for label, (_, dirs, seeds) in
              zip(labels, resolved, strict=True)]
     resamples, seed = int(keys["bootstrap"]), int(keys["seed"])
     result = compare.compare(sides, resamples, seed)
@@ -47,7 +47,7 @@ def run(args: list[str], keys: dict[str, str]) -> tuple[Path, Path, str]:
             "accuracy, of the bootstrap otherwise; Welch's t-test over seeds where both sides have two or more; "
             "Holm-adjusted over pairs.", "", compare.markdown(result), ""]
     if column := keys["group_by"]:
-        sides = [predictions.attach_columns(s, [column]) for s in sides]
+        sides = [prediction_sets.attach_columns(s, [column]) for s in sides]
         text += [f"## By `{column}`", ""]
         for s in sides:
             per_group, summary = fairness.group_results(s, column, resamples, seed)

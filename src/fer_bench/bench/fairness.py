@@ -3,7 +3,7 @@
 - Grouping is fairlearn's ``MetricFrame`` (accuracy, balanced accuracy = UAR over the classes present in the
   group, image count), with ``difference()`` and ``ratio()`` between the best and worst group.
 - Each group's 95 % percentile interval comes from a seeded bootstrap over the group's images
-  (``bench.resampling``).
+  (``metrics.intervals``, averaged over seeds as in ``bench.compare``).
 - Multiclass statistical parity as the FG 2024 fair and consistent affect-analysis protocol computes it
   (dkollias/Fair-Consistent-Affect-Analysis, ``fair/holisticai.py``, after holistic-ai's
   ``multiclass_statistical_parity``): per group, the rate of each predicted class (classes = those predicted);
@@ -21,8 +21,9 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, count
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
-from fer_bench.bench import resampling
-from fer_bench.bench.predictions import Side
+from fer_bench.bench.compare import seed_mean
+from fer_bench.bench.prediction_sets import Side
+from fer_bench.metrics import intervals
 
 
 def statistical_parity(groups, y_pred, aggregation: str = "mean") -> float:
@@ -61,8 +62,8 @@ def group_results(s: Side, column: str, resamples: int = 2000, seed: int = 0) ->
         lo, hi = [], []
         for g in table.index:
             rows = np.flatnonzero(groups == g)
-            weights = resampling.resample_counts(len(rows), resamples, seed)
-            draws = resampling.seed_mean(weights, target[rows], s.preds[:, rows], s.num_classes)[metric]
+            idx = rows[intervals.draw_indices(len(rows), resamples, seed)]
+            draws = seed_mean(target[idx], s.preds[:, idx], s.num_classes)[metric]
             low, high = np.percentile(draws, [2.5, 97.5])
             lo.append(low)
             hi.append(high)

@@ -8,7 +8,8 @@ batch size and image size for all):
 - data-pipeline images/s (decode + albumentations + collate with the configured workers) vs training images/s;
 - inference images/s (batch 64) and latency (batch 1) in PyTorch eager and through the exported ONNX model;
 - peak memory of the training measurement;
-- the test intervals' bootstrap (acc, UAR, F1 of a 3,000-image test set, 2,000 BCa resamples) on one core.
+- the test intervals' bootstrap (acc, UAR, F1 of a 3,000-image test set, 2,000 BCa resamples) on one core, and the
+  paired comparison of two methods on that test set (``fer-bench compare``: 2,000 paired resamples, McNemar).
 
 Every figure is the median of ``reps`` timed repetitions after a warm-up, with its min–max spread; both sides of a
 ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) and ``<out>/perf.md``.
@@ -34,8 +35,10 @@ from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from fer_bench.bench import compare
 from fer_bench.bench.export import export_onnx
 from fer_bench.bench.inference import RunModel
+from fer_bench.bench.prediction_sets import Side
 from fer_bench.bench.runner import build_method, build_trainer
 from fer_bench.config import EvalConfig, build_config
 from fer_bench.data.datamodule import FERDataModule
@@ -61,6 +64,7 @@ TARGETS = {
     "qcs_inference_vs_base_branch": ("<=", 1.05),
     "cafe_frozen_tower_gradients": ("<=", 0),
     "bootstrap_intervals_seconds": ("<=", 2.0),
+    "paired_comparison_seconds": ("<=", 2.0),
 }
 
 
@@ -314,19 +318,41 @@ def frozen_tower_target(method, images: torch.Tensor) -> dict:
                        f"{with_grad} of {tensors} tower tensors with a gradient; output graph: {bool(graph)}")
 
 
+def _test_predictions(images: int, classes: int, accuracy: float, rng: np.random.Generator,
+                      target: np.ndarray | None = None) -> pd.DataFrame:
+    """Targets and predictions right on about ``accuracy`` of ``images`` test images (a random class elsewhere)."""
+    target = rng.integers(0, classes, images) if target is None else target
+    return pd.DataFrame({"target": target, "pred": np.where(rng.random(images) < accuracy, target,
+                                                            rng.integers(0, classes, images))})
+
+
 def measure_bootstrap(reps: int, images: int = 3000, resamples: int = 2000, classes: int = 7) -> tuple[dict, dict]:
     """Seconds for the intervals of one test report (``predictions.metric_intervals``: acc, UAR, F1 of ``images``
     predictions at 90 % accuracy, ``resamples`` BCa resamples) with numpy and BLAS held to one thread."""
-    rng = np.random.default_rng(0)
-    target = rng.integers(0, classes, images)
-    frame = pd.DataFrame({"target": target, "pred": np.where(rng.random(images) < 0.9, target,
-                                                             rng.integers(0, classes, images))})
+    frame = _test_predictions(images, classes, 0.9, np.random.default_rng(0))
     eval_cfg = OmegaConf.structured(EvalConfig(bootstrap=resamples))
     with threadpool_limits(limits=1):
         timing = time_reps(lambda: predictions.metric_intervals(frame, classes, eval_cfg), reps)
     what = f"{resamples} resamples x {images} images, acc+uar+f1, BCa, 1 thread"
     return (_row("-", "bootstrap intervals (one test report)", timing, timing.median, "s", what),
             _target_row("-", "bootstrap_intervals_seconds", timing.median, what))
+
+
+def measure_paired_comparison(reps: int, images: int = 3000, resamples: int = 2000,
+                              classes: int = 7) -> tuple[dict, dict]:
+    """Seconds for ``bench.compare.compare_pair`` of two methods (90 % and 88 % accuracy) on ``images`` test images:
+    acc, UAR, F1 differences from ``resamples`` paired resamples, McNemar's test; one thread."""
+    rng = np.random.default_rng(1)
+    a = _test_predictions(images, classes, 0.9, rng)
+    b = _test_predictions(images, classes, 0.88, rng, target=a["target"].to_numpy())
+    frame = a[["target"]].assign(id=[f"{i:06d}.png" for i in range(images)])
+    sides = [Side(label, frame, p["pred"].to_numpy()[None, :], [0], [], "-", classes) for label, p in
+             (("a", a), ("b", b))]
+    with threadpool_limits(limits=1):
+        timing = time_reps(lambda: compare.compare_pair(*sides, resamples=resamples), reps)
+    what = f"{resamples} paired resamples x {images} images, acc+uar+f1 differences + McNemar, 1 thread"
+    return (_row("-", "paired comparison (two methods)", timing, timing.median, "s", what),
+            _target_row("-", "paired_comparison_seconds", timing.median, what))
 
 
 def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
@@ -412,8 +438,9 @@ def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int 
             rows += method_rows
             targets += method_targets
     bootstrap_row, bootstrap_target = measure_bootstrap(reps)
-    rows.append(bootstrap_row)
-    targets.append(bootstrap_target)
+    paired_row, paired_target = measure_paired_comparison(reps)
+    rows += [bootstrap_row, paired_row]
+    targets += [bootstrap_target, paired_target]
     if "qcs" in kept and "baseline" in kept:
         q, b = kept["qcs"], kept["baseline"]
         targets.append(_target_row("qcs", "qcs_quadruplet_vs_baseline_step", q["step"] / b["step"],

@@ -21,7 +21,7 @@ import pandas as pd  # noqa: E402
 import scikit_posthocs as sp  # noqa: E402
 from scipy import stats  # noqa: E402
 
-from fer_bench.bench.predictions import Side  # noqa: E402
+from fer_bench.bench.prediction_sets import Side  # noqa: E402
 
 MIN_METHODS = 3
 MIN_BLOCKS = 3
@@ -72,6 +72,10 @@ def rank_test(scores: pd.DataFrame, out_png: Path, title: str, alpha: float = 0.
                                      f"{MIN_BLOCKS} data sets or domains, so no critical-difference diagram is "
                                      "drawn.")
     ranks = scores.rank(axis=1, ascending=False).mean().sort_values()
+    if (scores.nunique(axis=1) == 1).all():
+        return RankResult(n, k, note=f"{title}: the {k} methods tie on each of the {n} data sets/domains, so the "
+                                     "Friedman test is undefined (all ranks equal); no critical-difference diagram "
+                                     "is drawn.")
     stat, p = stats.friedmanchisquare(*[scores[c].to_numpy() for c in scores.columns])
     q = stats.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2)
     cd = float(q * np.sqrt(k * (k + 1) / (6 * n)))

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from fer_bench.bench import leaderboard, predictions, report_statistics
+from fer_bench.bench import leaderboard, prediction_sets, report_statistics
 from fer_bench.bench.plots import accuracy_matrix_png, confusion_matrix_png, heatmap_png
 
 GROUP = ["protocol", "suite", "name", "data"]
@@ -74,7 +74,7 @@ def _link(path: Path, out: Path) -> str:
 
 
 def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | None = None) -> Report:
-    table = predictions.named_table(results_dir)
+    table = prediction_sets.named_table(results_dir)
     if table.empty:
         raise FileNotFoundError(f"{results_dir / 'leaderboard.csv'} has no rows: run fer-bench bench first")
     table = leaderboard.with_protocol(table)

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from fer_bench.bench import compare, fairness, predictions, ranks
+from fer_bench.bench import compare, fairness, prediction_sets, ranks
 
 
 @dataclass
@@ -38,16 +38,16 @@ def _slug(text: str) -> str:
 
 
 def _sides(table: pd.DataFrame, runs_dir: Path, select: Callable[[pd.DataFrame], pd.DataFrame],
-           notes: list[str]) -> dict[tuple[str, str], list[predictions.Side]]:
+           notes: list[str]) -> dict[tuple[str, str], list[prediction_sets.Side]]:
     """The predictions of every (suite, name, data) group, by (suite, data); groups that cannot be read are noted."""
-    found: dict[tuple[str, str], list[predictions.Side]] = {}
+    found: dict[tuple[str, str], list[prediction_sets.Side]] = {}
     for (suite, name, data), group in table.groupby(["suite", "name", "data"], sort=True):
         chosen = select(group).drop_duplicates("run_id").sort_values("seed")
         if chosen.empty:
             continue
         try:
-            dirs = [predictions.run_dir_of(r, runs_dir) for _, r in chosen.iterrows()]
-            s = predictions.side(name, dirs, chosen["ckpt"].iloc[0], chosen["seed"].tolist())
+            dirs = [prediction_sets.run_dir_of(r, runs_dir) for _, r in chosen.iterrows()]
+            s = prediction_sets.side(name, dirs, chosen["ckpt"].iloc[0], chosen["seed"].tolist())
         except (FileNotFoundError, ValueError) as e:
             notes.append(f"{suite + '/' if suite else ''}{name} on {data}: {e}")
             continue
@@ -55,8 +55,8 @@ def _sides(table: pd.DataFrame, runs_dir: Path, select: Callable[[pd.DataFrame],
     return found
 
 
-def _paired(sides: list[predictions.Side], title: str, results_dir: Path, out: Sections) -> None:
-    by_split: dict[str, list[predictions.Side]] = {}
+def _paired(sides: list[prediction_sets.Side], title: str, results_dir: Path, out: Sections) -> None:
+    by_split: dict[str, list[prediction_sets.Side]] = {}
     for s in sides:
         by_split.setdefault(s.test_hash, []).append(s)
     for test_hash, same in by_split.items():
@@ -124,7 +124,7 @@ def build(table: pd.DataFrame, runs_dir: Path, results_dir: Path, out_md: Path,
             for s in group:
                 label = f"{suite + '/' if suite else ''}{s.label} on {data}"
                 try:
-                    per_group, summary = fairness.group_results(predictions.attach_columns(s, [group_by]), group_by)
+                    per_group, summary = fairness.group_results(prediction_sets.attach_columns(s, [group_by]), group_by)
                 except (FileNotFoundError, ValueError) as e:
                     out.notes.append(f"group_by={group_by}, {label}: {e}")
                     continue

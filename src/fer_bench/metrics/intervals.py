@@ -70,6 +70,19 @@ def macro_f1(cm: np.ndarray) -> np.ndarray:
 CLASSIFICATION: dict[str, Callable[[np.ndarray], np.ndarray]] = {"acc": accuracy, "uar": uar, "f1": macro_f1}
 
 
+def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> dict[str, np.ndarray]:
+    """Every classification metric of class-id arrays (..., n), one value per leading index, from one confusion
+    count (e.g. rows of resampled images ``y[idx]``, ``idx`` from :func:`draw_indices`)."""
+    cm = confusion_counts(y_true, y_pred, num_classes)
+    return {name: fn(cm) for name, fn in CLASSIFICATION.items()}
+
+
+def draw_indices(n: int, resamples: int, seed: int) -> np.ndarray:
+    """``(resamples, n)`` indices of ``n`` items drawn with replacement (seeded): the same draws serve every side
+    of a paired bootstrap."""
+    return np.random.default_rng(seed).integers(0, n, size=(resamples, n))
+
+
 def metric_fns(num_classes: int) -> dict[str, Callable[..., np.ndarray]]:
     """Metric name → vectorised ``fn(y_true, y_pred, probs=None)`` of class-id arrays (..., n), one value per
     leading index (e.g. rows of resampled indices ``y[idx]``). ``probs`` is accepted for a uniform signature."""

@@ -1,16 +1,17 @@
 """The kept test predictions of leaderboard groups, aligned image by image for paired statistics.
 
-``<run>/predictions_<ckpt>.parquet`` holds one row per test image: ``id`` (its path as in ``<run>/splits/``,
-relative), optional ``subject`` and ``domain``, ``target`` (canonical class id), ``pred`` (argmax),
-``prob_0..prob_{C-1}`` and the method's other outputs. A *group* is what ``fer-bench compare`` compares: the runs
-(seeds) of one leaderboard ``(suite, name, data, ckpt)``, chosen by a selector ``[SUITE/]NAME[@DATA]``, or a single
-run directory. Record columns the file lacks (``gender``, ``skin_tone``, any ``data.group_columns``) are joined
-from the run's data set on ``id`` when asked for.
+``<run>/predictions_<ckpt>.parquet`` is the file ``methods.predictions`` writes and reads: one row per test image
+with ``id``, ``target`` and ``pred`` (indices into the file's ``class_names``), ``prob_<k>``, record columns such as
+``subject``, ``domain``, ``skin_tone``. Two sides are paired only where their class names agree.
+
+A *group* is what ``fer-bench compare`` compares: the runs (seeds) of one leaderboard ``(suite, name, data,
+ckpt)``, chosen by a selector ``[SUITE/]NAME[@DATA]``, or a single run directory. Record columns the file lacks
+(``gender``, any ``data.group_columns``) are joined from the run's data set on ``id`` when asked for.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
@@ -18,8 +19,10 @@ import pandas as pd
 
 from fer_bench.bench import leaderboard
 from fer_bench.bench.provenance import hash_of_test_split
+from fer_bench.methods import predictions as P
 
 REQUIRED = ("id", "target", "pred")
+XDOM = "_xdom_"  # methods.predictions.file_name of a cross-domain target: predictions_<ckpt>_xdom_<target>.parquet
 
 
 @dataclass
@@ -33,6 +36,7 @@ class Side:
     run_dirs: list[Path]
     test_hash: str
     num_classes: int
+    class_names: list | None = None  # from the files' metadata; None for a file without it
 
     @property
     def target(self) -> np.ndarray:
@@ -40,30 +44,35 @@ class Side:
 
 
 def prediction_file(run_dir: Path, ckpt: str) -> Path:
-    return Path(run_dir) / f"predictions_{ckpt}.parquet"
+    return Path(run_dir) / P.file_name(ckpt)
 
 
-def read_predictions(path: Path) -> pd.DataFrame:
+def read_for_comparison(path: Path) -> tuple[pd.DataFrame, dict]:
+    """The file's table sorted by id, checked for the columns a comparison needs, and its metadata."""
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: re-test the run (fer-bench test run={path.parent} "
                                 f"ckpt={path.stem.removeprefix('predictions_')}) to write its predictions")
-    frame = pd.read_parquet(path)
+    frame, meta = P.read_predictions(path)
     missing = [c for c in REQUIRED if c not in frame]
     if missing:
         raise ValueError(f"{path}: no column {', '.join(missing)}; columns are {', '.join(frame.columns)}")
     if frame["id"].duplicated().any():
         raise ValueError(f"{path}: image {frame['id'][frame['id'].duplicated()].iloc[0]} is listed twice")
-    return frame.sort_values("id", kind="stable").reset_index(drop=True)
+    return frame.sort_values("id", kind="stable").reset_index(drop=True), meta
 
 
-def _num_classes(frame: pd.DataFrame) -> int:
+def _num_classes(frame: pd.DataFrame, meta: dict) -> int:
+    if "class_names" in meta:
+        return len(meta["class_names"])
     probs = [c for c in frame.columns if c.startswith("prob_")]
     return len(probs) if probs else int(max(frame["target"].max(), frame["pred"].max())) + 1
 
 
 def side(label: str, run_dirs: list[Path], ckpt: str, seeds: list | None = None) -> Side:
     """The predictions of one group's runs (seeds), checked to cover the same test images with the same targets."""
-    frames = [read_predictions(prediction_file(d, ckpt)) for d in run_dirs]
+    read = [read_for_comparison(prediction_file(d, ckpt)) for d in run_dirs]
+    frames, metas = [f for f, _ in read], [m for _, m in read]
+    names = [m.get("class_names") for m in metas]
     hashes = [hash_of_test_split(Path(d) / "splits") for d in run_dirs]
     first = frames[0]
     for d, frame, h in zip(run_dirs[1:], frames[1:], hashes[1:], strict=True):
@@ -73,10 +82,14 @@ def side(label: str, run_dirs: list[Path], ckpt: str, seeds: list | None = None)
         if not frame["target"].equals(first["target"]):
             bad = first["id"][frame["target"].to_numpy() != first["target"].to_numpy()].iloc[0]
             raise ValueError(f"{label}: runs {run_dirs[0].name} and {Path(d).name} disagree on the target of {bad}")
+    for d, other in zip(run_dirs[1:], names[1:], strict=True):
+        if other != names[0]:
+            raise ValueError(f"{label}: runs {run_dirs[0].name} and {Path(d).name} have different class names "
+                             f"({names[0]} vs {other})")
     keep = [c for c in first.columns if c != "pred" and not c.startswith("prob_")]
     return Side(label, first[keep], np.stack([f["pred"].to_numpy(dtype=np.int64) for f in frames]),
                 list(seeds) if seeds is not None else [None] * len(frames), [Path(d) for d in run_dirs], hashes[0],
-                max(_num_classes(f) for f in frames))
+                max(_num_classes(f, m) for f, m in read), names[0])
 
 
 def check_same_test_set(a: Side, b: Side) -> None:
@@ -84,6 +97,9 @@ def check_same_test_set(a: Side, b: Side) -> None:
     if a.test_hash != b.test_hash or not a.frame["id"].equals(b.frame["id"]):
         raise ValueError(f"{a.label} and {b.label} were tested on different test splits (test-split hash "
                          f"{a.test_hash} vs {b.test_hash}): a paired comparison needs the same test images")
+    if a.class_names != b.class_names and None not in (a.class_names, b.class_names):
+        raise ValueError(f"{a.label} and {b.label} predict different classes ({a.class_names} vs {b.class_names}): "
+                         "their targets and predictions are indices into different class lists")
     if not a.frame["target"].equals(b.frame["target"]):
         raise ValueError(f"{a.label} and {b.label} give the same test images different targets")
 
@@ -134,19 +150,21 @@ def named_table(results_dir: Path) -> pd.DataFrame:
 
 def resolve(arg: str, table: pd.DataFrame, runs_dir: Path, ckpt: str, data: str | None = None,
             suite: str | None = None) -> tuple[str, list[Path], list]:
-    """A command-line group: ``(label, run directories, seeds)`` of a run directory or a leaderboard selector."""
+    """A command-line group: ``(label, run directories, seeds)`` of a run directory or a leaderboard selector.
+    ``ckpt`` may name a cross-domain target's file, ``<ckpt>_xdom_<target>``: the rows of ``<ckpt>`` are chosen."""
     path = Path(arg)
     if (path / "config.yaml").is_file():
         rows = table[table["run_id"] == path.name] if "run_id" in table else table.iloc[0:0]
         return path.name, [path], rows["seed"].iloc[:1].tolist() or [None]
     sel = Selector.parse(arg)
-    rows = table[(table["name"] == sel.name) & (table["ckpt"] == ckpt)]
+    row_ckpt = ckpt.partition(XDOM)[0]
+    rows = table[(table["name"] == sel.name) & (table["ckpt"] == row_ckpt)]
     for column, wanted in (("suite", sel.suite if sel.suite is not None else suite), ("data", sel.data or data)):
         if wanted is not None:
             rows = rows[rows[column] == wanted]
     keys = sorted({_group_key(r) for _, r in rows.iterrows()})
     if not keys:
-        known = sorted({_group_key(r) for _, r in table[table["ckpt"] == ckpt].iterrows()})
+        known = sorted({_group_key(r) for _, r in table[table["ckpt"] == row_ckpt].iterrows()})
         raise ValueError(f"{arg!r} matches no leaderboard group with ckpt={ckpt} and is no run directory; groups: "
                          f"{', '.join(known) or 'none'}")
     if len(keys) > 1:
@@ -197,4 +215,4 @@ def attach_columns(s: Side, columns: list[str]) -> Side:
                          "data.group_columns")
     at = match_ids(records["path"], s.frame["id"], f"{run_dir}")
     frame = s.frame.assign(**{c: records[c].to_numpy()[at] for c in missing})
-    return Side(s.label, frame, s.preds, s.seeds, s.run_dirs, s.test_hash, s.num_classes)
+    return replace(s, frame=frame)
