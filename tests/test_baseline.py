@@ -18,6 +18,7 @@ TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "da
         "trainer.progress_bar=false", "logger.wandb=false"]
 
 
+@pytest.mark.slow
 def test_baseline_learns_synthetic_faces_and_retests_identically(tmp_path):
     cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])

@@ -35,6 +35,7 @@ def trained_run(tmp_path_factory):
     return runner.train_one(cfg)
 
 
+@pytest.mark.slow
 def test_predict_on_a_folder_reproduces_the_reported_test_accuracy(trained_run, tmp_path):
     reported = json.loads((trained_run / "metrics.json").read_text())["best"]["test/acc"]
     assert reported > 1 / 7 + 0.2  # a model that learned something, so agreement is not trivial
@@ -60,6 +61,7 @@ def test_predict_on_a_folder_reproduces_the_reported_test_accuracy(trained_run, 
     assert accuracy == pytest.approx(reported, abs=1e-6)  # float32 report; one image would be 8e-3
 
 
+@pytest.mark.slow
 def test_run_config_holds_the_resolved_input_recipe(trained_run):
     saved = yaml.safe_load((trained_run / "config.yaml").read_text())["backbone"]
     cfg = timm.get_pretrained_cfg("test_resnet")  # the cpu profile's backbone; data.image_size=64 sets the size
@@ -119,6 +121,7 @@ def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
     assert np.abs(logits - method(five).detach().numpy()).max() <= 1e-4
 
 
+@pytest.mark.slow
 def test_export_cli_writes_the_model_next_to_the_run(trained_run):
     result = _cli("export", f"run={trained_run}", "format=onnx")
     assert result.returncode == 0, result.stderr[-3000:]

@@ -2,6 +2,7 @@
 
 import json
 
+import pytest
 import torch
 from lightning.pytorch import Trainer
 
@@ -57,6 +58,7 @@ def test_sam_step_changes_the_weights_twice_and_shares_one_trunk():
     assert sum(1 for m in method.modules() if type(m) is type(method.net.trunk)) == 1
 
 
+@pytest.mark.slow
 def test_qcs_learns_and_evaluation_never_touches_the_cross_modules(tmp_path):
     cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])

@@ -60,6 +60,7 @@ def test_unknown_parameter_key_fails_the_runnable_check(tmp_path):
         sweep.check_runnable(path)
 
 
+@pytest.mark.slow
 def test_two_local_trials_run_end_to_end_and_are_ranked(tmp_path):
     tiny = [a for a in TINY if not a.startswith("data.batch_size")]  # the sweep varies the batch size
     extra = [*tiny, "data.image_size=48", "trainer.max_epochs=1", f"runs_dir={tmp_path / 'runs'}"]

@@ -342,6 +342,7 @@ def _ccc(pred: np.ndarray, true: np.ndarray) -> float:
     return float(2 * cov / (pred.var() + true.var() + (pred.mean() - true.mean()) ** 2))
 
 
+@pytest.mark.slow
 def test_small_cnn_learns_expression_and_va_and_loses_accuracy_on_wild(tmp_path):
     torch.set_num_threads(2)
     torch.manual_seed(0)
