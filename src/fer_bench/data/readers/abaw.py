@@ -238,7 +238,8 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> pd.Da
     folders = np.array([os.path.join(images, v) for v in names], dtype=text)[vid]
     file_names = np.array([file for file, _, _ in files], dtype=text)
     names_here = np.strings.add(np.strings.zfill(frame.astype(text), 5), ".jpg")
-    records = {"path": np.strings.add(np.strings.add(folders, os.sep), names_here).astype(object),
+    paths = np.strings.add(np.strings.add(folders, os.sep), names_here)
+    records = {"path": paths.astype(object),
                "subject": np.array(names, dtype=object)[vid],
                "split": np.array(list(SETS.values()), dtype=object)[frames.split[order]],
                "domain": "affwild2",
@@ -247,7 +248,7 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> pd.Da
     for name in options.tasks:
         records.update({c: frames.labels[c][order] for c in TASKS[name].columns if c in frames.labels})
     table = pd.DataFrame(records)
-    on_disk = _on_disk(table["path"], folders.astype(object))
+    on_disk = _on_disk(paths, folders)
     problems.drop(NO_IMAGE, int((~on_disk).sum()))
     kept = table[on_disk].reset_index(drop=True)
     has = {name: frames.has[name][order][on_disk] for name in frames.has}
@@ -255,12 +256,13 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> pd.Da
     return kept.drop(columns=absent)
 
 
-def _on_disk(paths: pd.Series, folders: np.ndarray) -> np.ndarray:
-    """Whether each path is among the files of its folder, listing each folder once."""
+def _on_disk(paths: np.ndarray, folders: np.ndarray) -> np.ndarray:
+    """Whether each path is among the files of its folder, listing each folder once (string arrays)."""
     text = StringDType()
     listed = [np.strings.add(f"{folder}{os.sep}", np.array(os.listdir(folder), dtype=text))
-              for folder in pd.unique(folders) if os.path.isdir(folder)]
-    return paths.isin(np.concatenate(listed).astype(object) if listed else []).to_numpy()
+              for folder in np.unique(folders).tolist() if os.path.isdir(folder)]
+    listed = np.concatenate(listed).astype(object) if listed else np.array([], dtype=object)
+    return pd.Series(paths.astype(object), dtype=object).isin(pd.Series(listed, dtype=object)).to_numpy()
 
 
 def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
@@ -275,6 +277,7 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     table = pd.DataFrame([frames[key] for key in sorted(frames)])  # by video, then image name
     if table.empty:
         return table
-    on_disk = _on_disk(table["path"], table["path"].str.rpartition(os.sep)[0].to_numpy())
+    text = StringDType()
+    on_disk = _on_disk(table["path"].to_numpy(dtype=text), table["path"].str.rpartition(os.sep)[0].to_numpy(dtype=text))
     problems.drop(NO_IMAGE, int((~on_disk).sum()))
     return table[on_disk].reset_index(drop=True)
