@@ -251,6 +251,8 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> pd.Da
     on_disk = _on_disk(paths, folders)
     problems.drop(NO_IMAGE, int((~on_disk).sum()))
     kept = table[on_disk].reset_index(drop=True)
+    if kept.empty:
+        return pd.DataFrame()
     has = {name: frames.has[name][order][on_disk] for name in frames.has}
     absent = [c for name, mask in has.items() if not mask.any() for c in TASKS[name].columns]
     return kept.drop(columns=absent)
@@ -280,4 +282,5 @@ def read(root: Path, data_cfg, problems: Problems) -> pd.DataFrame:
     text = StringDType()
     on_disk = _on_disk(table["path"].to_numpy(dtype=text), table["path"].str.rpartition(os.sep)[0].to_numpy(dtype=text))
     problems.drop(NO_IMAGE, int((~on_disk).sum()))
-    return table[on_disk].reset_index(drop=True)
+    kept = table[on_disk].reset_index(drop=True)
+    return kept if len(kept) else pd.DataFrame()
