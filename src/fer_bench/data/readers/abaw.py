@@ -236,26 +236,24 @@ def _task_frames(root: Path, images: Path, options, problems: Problems) -> pd.Da
     vid, frame = vid[order], frame[order]
     text = StringDType()
     folders = np.array([os.path.join(images, v) for v in names], dtype=text)[vid]
+    paths = np.strings.add(np.strings.add(folders, os.sep), np.strings.add(np.strings.zfill(frame.astype(text), 5),
+                                                                            ".jpg"))
+    on_disk = _on_disk(paths, folders)
+    problems.drop(NO_IMAGE, int((~on_disk).sum()))
+    if not on_disk.any():
+        return pd.DataFrame()
+    order, vid = order[on_disk], vid[on_disk]
     file_names = np.array([file for file, _, _ in files], dtype=text)
-    names_here = np.strings.add(np.strings.zfill(frame.astype(text), 5), ".jpg")
-    paths = np.strings.add(np.strings.add(folders, os.sep), names_here)
-    records = {"path": paths.astype(object),
+    records = {"path": paths[on_disk].astype(object),
                "subject": np.array(names, dtype=object)[vid],
                "split": np.array(list(SETS.values()), dtype=object)[frames.split[order]],
                "domain": "affwild2",
                "source": np.strings.add(np.strings.add(file_names[frames.fid[order]], ":"),
                                         frames.number[order].astype(text)).astype(object)}
-    for name in options.tasks:
-        records.update({c: frames.labels[c][order] for c in TASKS[name].columns if c in frames.labels})
-    table = pd.DataFrame(records)
-    on_disk = _on_disk(paths, folders)
-    problems.drop(NO_IMAGE, int((~on_disk).sum()))
-    kept = table[on_disk].reset_index(drop=True)
-    if kept.empty:
-        return pd.DataFrame()
-    has = {name: frames.has[name][order][on_disk] for name in frames.has}
-    absent = [c for name, mask in has.items() if not mask.any() for c in TASKS[name].columns]
-    return kept.drop(columns=absent)
+    for name in options.tasks:  # a task's columns only where it labels a frame kept
+        if name in frames.has and frames.has[name][order].any():
+            records.update({c: frames.labels[c][order] for c in TASKS[name].columns})
+    return pd.DataFrame(records)
 
 
 def _on_disk(paths: np.ndarray, folders: np.ndarray) -> np.ndarray:

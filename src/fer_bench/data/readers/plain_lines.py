@@ -26,6 +26,15 @@ def _per_line(mask: np.ndarray, starts: np.ndarray, stops: np.ndarray) -> np.nda
     return running[stops] - running[starts]
 
 
+def _floats(tokens: np.ndarray) -> np.ndarray:
+    """``float`` of every token; short ones (at most two bytes, such as the labels 0, 1 and -1) are parsed once per
+    distinct value."""
+    if tokens.dtype.itemsize > 2:
+        return tokens.astype(np.float64)
+    distinct, at = np.unique(tokens.ravel(), return_inverse=True)
+    return distinct.astype(np.float64)[at.ravel()].reshape(tokens.shape)
+
+
 def plain_lines(file: str, width: int) -> PlainLines:
     """The lines after the header line of a text file (read like ``open``: universal newlines), split into
     plain lines — exactly ``width`` comma-separated fields of ``[0-9.+-eE]`` that all parse as floats, with
@@ -52,7 +61,7 @@ def plain_lines(file: str, width: int) -> PlainLines:
             data = b"\n".join(compress(rows, plain))
         try:
             tokens = np.array(data.replace(b",", b" ").split(), dtype=bytes).reshape(-1, width)
-            values = tokens.astype(np.float64)
+            values = _floats(tokens)
         except ValueError:  # a field such as "1e" or "--1": the whole file takes the line-by-line parse
             pass
         else:
