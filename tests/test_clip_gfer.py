@@ -259,7 +259,7 @@ def test_total_loss_and_inference_path(monkeypatch):
 def test_cafe_learns_synthetic_faces(tmp_path):
     """The tiny random tower's features barely depend on the image, so the mask branch carries the signal."""
     cfg = build_config([*TINY, "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
-                        "data.image_size=64", "trainer.max_epochs=8",
+                        "data.image_size=64", "trainer.max_epochs=16",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
     run_dir = runner.train_one(cfg)
     best = json.loads((run_dir / "metrics.json").read_text())["best"]

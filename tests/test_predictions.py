@@ -90,7 +90,7 @@ def test_leaderboard_metrics_recomputed_from_the_predictions_file_are_exact(meth
 
 
 def _retest_rewrites_the_file_and_bootstrap_zero_drops_the_intervals(run_dir):
-    path = run_dir / P.file_name("best")
+    path = run_dir / P.file_name("best_test_epoch")  # faithful: best.ckpt is the test-selected epoch
     kept = P.read_predictions(path)[0]
     path.unlink()
     config = run_dir / "config.yaml"
