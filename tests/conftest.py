@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import os
+import sys
+import types
 
 import cv2
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 # Under pytest-xdist (make test runs one worker per core) each worker computes on one thread.
@@ -44,3 +47,19 @@ def write_png(path, rgb: np.ndarray) -> None:
     """Write an RGB array as PNG (cv2 wants BGR)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     cv2.imwrite(str(path), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR))
+
+
+def pickle_with_vanished_classes(model: nn.Module, path, module_name: str) -> None:
+    """Save ``model`` whole with its classes renamed into a throwaway module, which is then removed."""
+    fake = types.ModuleType(module_name)
+    sys.modules[module_name] = fake
+    try:
+        for m in model.modules():
+            cls = type(m)
+            if not cls.__module__.startswith("torch"):
+                if not hasattr(fake, cls.__name__):
+                    setattr(fake, cls.__name__, type(cls.__name__, (cls,), {"__module__": module_name}))
+                m.__class__ = getattr(fake, cls.__name__)
+        torch.save(model, path)
+    finally:
+        del sys.modules[module_name]

@@ -5,14 +5,13 @@ expression-only heads ``Linear(D, C)`` (enet_b0_8_best_afew, enet_b2_8, enet_b2_
 hsemotion/facial_emotions.py ``idx_to_class``): Anger, Contempt, Disgust, Fear, Happiness, Neutral, Sadness,
 Surprise; the 7-class models drop Contempt."""
 
-import sys
-import types
 
 import numpy as np
 import pandas as pd
 import pytest
 import timm
 import torch
+from conftest import pickle_with_vanished_classes
 from PIL import Image
 from torch import nn
 
@@ -29,22 +28,6 @@ from fer_bench.models.multitask_net import build_from_config, build_multitask_ne
 # fer-bench basic8 order (neutral, happy, sad, surprise, fear, disgust, anger, contempt) as HSEmotion rows
 HSE8_ROWS = [5, 4, 6, 7, 3, 2, 0, 1]
 HSE7_ROWS = [4, 3, 5, 6, 2, 1, 0]  # basic7 without contempt, in HSEmotion's 7-class order
-
-
-def _pickle_with_vanished_classes(model: nn.Module, path, module_name: str) -> None:
-    """Save ``model`` whole with its classes renamed into a throwaway module, which is then removed."""
-    fake = types.ModuleType(module_name)
-    sys.modules[module_name] = fake
-    try:
-        for m in model.modules():
-            cls = type(m)
-            if not cls.__module__.startswith("torch"):
-                if not hasattr(fake, cls.__name__):
-                    setattr(fake, cls.__name__, type(cls.__name__, (cls,), {"__module__": module_name}))
-                m.__class__ = getattr(fake, cls.__name__)
-        torch.save(model, path)
-    finally:
-        del sys.modules[module_name]
 
 
 def _faces(folder, count=2, size=300):
@@ -71,7 +54,7 @@ def test_converts_a_pickled_multitask_model_with_a_sequential_classifier(tmp_pat
     with torch.no_grad():
         expected = old(x)  # timm applies .classifier in forward_head
     src, out = tmp_path / "enet_mtl.pt", tmp_path / "enet_mtl.state.pt"
-    _pickle_with_vanished_classes(old, src, "timm_0_4_5_models_efficientnet")
+    pickle_with_vanished_classes(old, src, "timm_0_4_5_models_efficientnet")
     with pytest.warns(UserWarning, match="arbitrary code"):
         net, meta = convert.convert(src, "test_efficientnet", out)
     assert meta["va"] and meta["num_classes"] == 8 and meta["space"] == "basic8"
@@ -105,7 +88,7 @@ def test_converts_a_pickled_mobilefacenet_with_fc_at_its_own_size(tmp_path):
     with torch.no_grad():
         expected = old(x)
     src, out = tmp_path / "mbf_va_mtl.pt", tmp_path / "mbf.pt"
-    _pickle_with_vanished_classes(old, src, "hsemotion_mobilefacenet")
+    pickle_with_vanished_classes(old, src, "hsemotion_mobilefacenet")
     with pytest.warns(UserWarning):
         net, meta = convert.convert(src, "mobilefacenet_tiny", out, input_size=32)
     assert (meta["input_size"], meta["mean"], meta["std"]) == (32, [0.5] * 3, [0.5] * 3)
@@ -127,7 +110,7 @@ def test_expression_only_b2_converts_and_predicts_8_probabilities_without_va(tmp
     old.classifier = nn.Linear(old.num_features, 8)
     old.eval()
     src, out = tmp_path / "enet_b2_8.pt", tmp_path / "enet_b2_8.fb.pt"
-    _pickle_with_vanished_classes(old, src, "timm_0_4_5_models_efficientnet_b2")
+    pickle_with_vanished_classes(old, src, "timm_0_4_5_models_efficientnet_b2")
     with pytest.warns(UserWarning, match="arbitrary code"):  # 64 px instead of B2's 260 keeps the test fast
         assert cli.main(["convert", f"src={src}", "backbone=efficientnet_b2", f"out={out}", "input_size=64",
                          "--trust-pickle"]) == 0
@@ -154,7 +137,7 @@ def test_converted_multitask_model_predicts_valence_and_arousal(tmp_path):
     torch.manual_seed(3)
     old = timm.create_model("test_efficientnet", num_classes=10).eval()  # enet_b0_8_va_mtl layout
     src, out = tmp_path / "enet_b0_8_va_mtl.pt", tmp_path / "mtl.pt"
-    _pickle_with_vanished_classes(old, src, "timm_0_9_models_efficientnet")
+    pickle_with_vanished_classes(old, src, "timm_0_9_models_efficientnet")
     with pytest.warns(UserWarning):
         assert cli.main(["convert", f"src={src}", "backbone=test_efficientnet", f"out={out}", "input_size=64",
                          "--trust-pickle"]) == 0
@@ -175,7 +158,7 @@ def test_seven_class_model_maps_to_basic7_and_odd_heads_are_refused(tmp_path):
     torch.manual_seed(4)
     old = timm.create_model("test_efficientnet", num_classes=7).eval()  # enet_b2_7 layout
     src = tmp_path / "enet_7.pt"
-    _pickle_with_vanished_classes(old, src, "timm_models_7")
+    pickle_with_vanished_classes(old, src, "timm_models_7")
     x = torch.randn(1, 3, 64, 64)
     with pytest.warns(UserWarning):
         net, meta = convert.convert(src, "test_efficientnet", tmp_path / "seven.pt")

@@ -6,13 +6,12 @@ sb-ai-lab/EmotiEffLib: MobileViT 224 px with ImageNet mean/std) differ from timm
 256 px; MobileViT 256 px, mean 0, std 1)."""
 
 import json
-import sys
-import types
 
 import onnx
 import pytest
 import timm
 import torch
+from conftest import pickle_with_vanished_classes
 from torch import nn
 
 from fer_bench import cli
@@ -21,22 +20,6 @@ from fer_bench.config import ConfigError, build_config
 from fer_bench.models import convert
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
-
-
-def _pickle_whole(model: nn.Module, path, module_name: str) -> None:
-    """``torch.save`` of the whole model, its classes in a module that is gone when the file is read."""
-    fake = types.ModuleType(module_name)
-    sys.modules[module_name] = fake
-    try:
-        for m in model.modules():
-            cls = type(m)
-            if not cls.__module__.startswith("torch"):
-                if not hasattr(fake, cls.__name__):
-                    setattr(fake, cls.__name__, type(cls.__name__, (cls,), {"__module__": module_name}))
-                m.__class__ = getattr(fake, cls.__name__)
-        torch.save(model, path)
-    finally:
-        del sys.modules[module_name]
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +33,7 @@ def mobilevit(tmp_path_factory):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = old(x)
-    _pickle_whole(old, folder / "mobilevit_va_mtl.pt", "timm_0_9_mobilevit")
+    pickle_with_vanished_classes(old, folder / "mobilevit_va_mtl.pt", "timm_0_9_mobilevit")
     with pytest.warns(UserWarning):
         net, meta = convert.convert(folder / "mobilevit_va_mtl.pt", "mobilevit_xxs", folder / "mobilevit.pt")
     with torch.no_grad():
@@ -105,7 +88,7 @@ def test_bad_values_are_named():
 def test_onnx_export_of_a_converted_model_carries_its_recipe(tmp_path):
     torch.manual_seed(1)
     old = timm.create_model("test_efficientnet", num_classes=8).eval()  # an expression-only layout
-    _pickle_whole(old, tmp_path / "enet_8.pt", "timm_old_efficientnet")
+    pickle_with_vanished_classes(old, tmp_path / "enet_8.pt", "timm_old_efficientnet")
     with pytest.warns(UserWarning):
         assert cli.main(["convert", f"src={tmp_path / 'enet_8.pt'}", "backbone=test_efficientnet",
                          f"out={tmp_path / 'enet.pt'}", "input_size=48", "mean=0.5,0.4,0.3", "std=0.2,0.2,0.2",

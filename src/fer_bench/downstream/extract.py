@@ -1,5 +1,5 @@
 """``fer-bench extract``: run a frozen multitask network over a data set and store, for every image, its
-embedding f and its scores W·f + b (specs/multitask.md §2 step 3), with the record's columns and split. The scores
+embedding f and its scores W·f + b (HSEmotion, Savchenko 2024, stage 3), with the record's columns and split. The scores
 are the C expression logits, then valence and arousal when the network has them (metadata ``score_names``).
 
 One parquet row per record of the data set, keyed by ``path`` (the records' id): images without a label in the
