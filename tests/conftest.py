@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import itertools
 import os
+import socket
 import sys
 import types
 
@@ -23,6 +25,26 @@ def _isolated_outputs(tmp_path, monkeypatch):
     monkeypatch.setenv("WANDB_MODE", "disabled")
     monkeypatch.setenv("FER_BENCH_CACHE", str(_session_cache()))
     monkeypatch.delenv("FER_BENCH_SESSION", raising=False)
+    monkeypatch.setenv("MASTER_PORT", str(free_port()))
+
+
+_PORT_OFFSETS = itertools.count()
+
+
+def free_port() -> int:
+    """A free TCP port for one DDP rendezvous, below the kernel's ephemeral range and in a block of its own per xdist
+    worker, so that concurrent tests never draw the same port (binding port 0 can hand two workers one port)."""
+    worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+    base = 20000 + 500 * (worker % 24)
+    for _ in range(500):
+        port = base + next(_PORT_OFFSETS) % 500
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        return port
+    raise RuntimeError(f"no free port in {base}..{base + 499}")
 
 
 _CACHE: list = []
@@ -63,3 +85,8 @@ def pickle_with_vanished_classes(model: nn.Module, path, module_name: str) -> No
         torch.save(model, path)
     finally:
         del sys.modules[module_name]
+
+
+def pytest_collection_modifyitems(items):
+    """The slow tier first, so that the xdist workers start the long tests at once and finish together."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)

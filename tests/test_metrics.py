@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import socket
 import warnings
 from datetime import timedelta
 
@@ -12,6 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from conftest import free_port
 from sklearn import metrics as skm
 
 from fer_bench.metrics import (
@@ -354,9 +354,7 @@ def _ddp_worker(rank: int, port: int) -> list[bool]:
 @pytest.mark.slow
 def test_metrics_exact_under_ddp():
     # this process is rank 0, a spawned process rank 1
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     child = mp.get_context("spawn").Process(target=_ddp_worker, args=(1, port))
     child.start()
     try:

@@ -6,13 +6,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import socket
 import subprocess
 import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import free_port
 from test_ddp import CONFMAT_METRICS, TINY
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -20,15 +20,10 @@ CONFIG = ["method=baseline", *TINY, "data.image_size=32", "trainer.max_epochs=1"
           "trainer.precision=32-true"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.mark.slow
 def test_two_nodes_by_torchrun_write_one_run_that_one_process_retests_exactly(tmp_path):
-    env = {**os.environ, "NNODES": "2", "NPROC": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(_free_port()),
+    env = {**os.environ, "NNODES": "2", "NPROC": "1", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(free_port()),
            "FER_BENCH_SESSION": "two-nodes", "TORCHRUN": str(Path(sys.executable).parent / "torchrun"),
            "OMP_NUM_THREADS": "1"}
     out = [f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"]

@@ -24,6 +24,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import torch
+from conftest import free_port
 from test_ddp import TINY
 
 from fer_bench import cli
@@ -45,6 +46,7 @@ def _start(cwd: Path, *args: str, fault: str | None = None) -> subprocess.Popen:
     env = {k: v for k, v in os.environ.items() if k not in ("FER_BENCH_SESSION", "FER_BENCH_FAULT")}
     env["PYTHONPATH"] = os.pathsep.join([str(Path(cli.__file__).parents[1]), env.get("PYTHONPATH", "")])
     env["OMP_NUM_THREADS"] = "1"
+    env["MASTER_PORT"] = str(free_port())  # the uninterrupted run's rendezvous runs beside the killed ones'
     if fault:
         env["FER_BENCH_FAULT"] = fault
     return subprocess.Popen([sys.executable, "-m", "fer_bench.cli", "bench", *args], cwd=cwd, env=env,
