@@ -13,13 +13,13 @@ import pytest
 import torch
 from conftest import write_png
 
-from fer_bench.bench.runner import load_weights
 from fer_bench.cli import skipped_line
 from fer_bench.config import build_config
 from fer_bench.data import layouts, records
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import cfee, read_records
 from fer_bench.data.records import MAX_IMAGE_PIXELS, DataError, read_rgb
+from fer_bench.engine.runner import load_weights
 
 # The trees follow the releases named in test_dataset_readers.py (RAF-DB list_patition_label.txt, Kaggle
 # fer2013.csv, FERPlus label.csv, AffectNet training.csv, SFEW class folders, CFEE_Database_230 names, CK+ emotion

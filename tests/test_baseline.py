@@ -10,8 +10,8 @@ import pandas as pd
 import pytest
 from conftest import write_png
 
-from fer_bench.bench import runner
 from fer_bench.config import build_config
+from fer_bench.engine import runner
 
 TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",

@@ -15,10 +15,10 @@ from statsmodels.stats.contingency_tables import mcnemar
 from statsmodels.stats.multitest import multipletests
 
 from fer_bench import cli
-from fer_bench.bench import compare, prediction_sets
-from fer_bench.bench.provenance import hash_of_test_split
-from fer_bench.bench.report import build_report
 from fer_bench.metrics import intervals
+from fer_bench.results import compare, prediction_sets
+from fer_bench.results.provenance import hash_of_test_split
+from fer_bench.results.report import build_report
 
 C = 7
 
@@ -216,8 +216,8 @@ def test_report_says_so_when_there_are_too_few_domains(tmp_path):
 @pytest.mark.slow
 def test_a_trained_model_beats_one_trained_for_one_step_on_synthetic_faces(tmp_path, capsys):
     """End to end with the real predictions writer: bench → compare (verdict) → report group_by=skin_tone."""
-    from fer_bench.bench import runner
     from fer_bench.config import build_config
+    from fer_bench.engine import runner
 
     tiny = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=32",
             "data.synth.difficulty=easy", "data.image_size=32", "data.num_workers=0", "data.batch_size=16",
@@ -258,7 +258,7 @@ def test_compare_group_by_gives_per_group_tables_and_differences(tmp_path, capsy
 
 
 def test_methods_tied_on_every_domain_get_a_note_not_a_nan_friedman_test(tmp_path):
-    from fer_bench.bench import ranks
+    from fer_bench.results import ranks
 
     tied = pd.DataFrame({"qcs": [0.5, 0.6, 0.7], "baseline": [0.5, 0.6, 0.7], "clip": [0.5, 0.6, 0.7]},
                         index=["lab", "wild", "film"])

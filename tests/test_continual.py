@@ -10,15 +10,15 @@ import pandas as pd
 import pytest
 import torch
 
-from fer_bench.bench import continual_runner
-from fer_bench.bench.fewshot import scores as fewshot_scores
 from fer_bench.config import build_config
 from fer_bench.data.samplers import TaskSampler
 from fer_bench.data.scenario import build_scenario, class_keys, class_orders
-from fer_bench.methods.continual import Continual, kd_gamma, kd_loss
-from fer_bench.methods.memory import ReplayMemory, budget, per_class
+from fer_bench.engine import scenario as continual_runner
+from fer_bench.methods.continual.memory import ReplayMemory, budget, per_class
+from fer_bench.methods.continual.module import Continual, kd_gamma, kd_loss
 from fer_bench.metrics import continual as clm
 from fer_bench.models.heads import ExpandableHead
+from fer_bench.protocols.fewshot import scores as fewshot_scores
 
 GAMMA_TABLE = [.1000, .0764, .0584, .0446, .0341, .0261, .0199, .0152, .0116, .0089, .0068, .0052, .0040, .0030,
                .0023]
@@ -180,7 +180,7 @@ def test_no_forgetting_prints_as_zero_never_minus_zero(tmp_path, capsys):
     """Old tasks keep their accuracy: BWT and both forgetting variants are +0.0 in the metrics, metrics.json,
     the leaderboard files and the console line (Avalanche forgetting was once −BWT = −0.0)."""
     from fer_bench import cli
-    from fer_bench.bench import leaderboard
+    from fer_bench.results import leaderboard
 
     R = [[0.8], [0.8, 0.6], [0.8, 0.6, 0.9]]
     m = continual_runner.cl_metrics(R, [10, 10, 10])

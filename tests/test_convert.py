@@ -17,13 +17,14 @@ from torch import nn
 
 from fer_bench import cli
 from fer_bench import labels as L
-from fer_bench.bench.inference import load_weights_model
-from fer_bench.bench.predict import image_batch
 from fer_bench.config import build_config
 from fer_bench.data.records import read_rgb
 from fer_bench.data.transforms import eval_transform
-from fer_bench.models import convert, mobilefacenet, weights_file
-from fer_bench.models.multitask_net import build_from_config, build_multitask_net, load_net_weights
+from fer_bench.deploy.inference import load_weights_model
+from fer_bench.deploy.predict import image_batch
+from fer_bench.methods.multitask import convert
+from fer_bench.methods.multitask.net import build_from_config, build_multitask_net, load_net_weights
+from fer_bench.models import mobilefacenet, weights_file
 
 # fer-bench basic8 order (neutral, happy, sad, surprise, fear, disgust, anger, contempt) as HSEmotion rows
 HSE8_ROWS = [5, 4, 6, 7, 3, 2, 0, 1]

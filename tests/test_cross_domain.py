@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 import torch
 
-from fer_bench.bench import cross_domain as xd
-from fer_bench.bench import runner
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.records import DataError
+from fer_bench.engine import runner
 from fer_bench.methods import predictions as P
+from fer_bench.protocols import cross_domain as xd
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
         "data.synth.difficulty=easy", "data.image_size=48", "data.num_workers=0", "data.batch_size=16",

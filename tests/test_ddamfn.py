@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_bench import cli
-from fer_bench.bench import runner
 from fer_bench.config import build_config
+from fer_bench.engine import runner
+from fer_bench.methods.multitask.net import build_multitask_net
 from fer_bench.models import ddamfn_convert
-from fer_bench.models.multitask_net import build_multitask_net
 
 
 def hswish(x):

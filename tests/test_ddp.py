@@ -24,13 +24,13 @@ import torch
 from conftest import write_png
 from omegaconf import OmegaConf
 
-from fer_bench.bench import runner
 from fer_bench.config import build_config, load_run_config
 from fer_bench.data.checked import table_path
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.readers import dataset_root
 from fer_bench.data.samplers import EvalShardSampler
-from fer_bench.methods import METHODS
+from fer_bench.engine import runner
+from fer_bench.methods import method_keys
 from fer_bench.methods import predictions as P
 
 WORLD = 2
@@ -45,7 +45,7 @@ DDP = ["trainer.preset=ddp_sim"]  # 2 CPU processes, ddp_spawn (gloo)
 METHOD_TINY = {"baseline": ["data.image_size=48"], "qcs": [],
                "multitask": ["data.space=basic7", "data.synth.classes=basic7", "data.image_size=48"],
                "clip_gfer": ["data.image_size=32"]}
-DDP_METHODS = [m for m in METHOD_TINY if m in METHODS]
+DDP_METHODS = [m for m in METHOD_TINY if m in method_keys()]
 CONFMAT_METRICS = {"acc", "uar", "f1", "acc7", "expr_f1"}
 DEADLINE_S = 420  # per DDP launch sequence; a healthy one takes well under two minutes on 2 CPU cores
 

@@ -15,8 +15,8 @@ from omegaconf import OmegaConf
 from test_ddp import TINY
 
 from fer_bench import cli
-from fer_bench.bench import ddp_wait
 from fer_bench.config import build_config
+from fer_bench.engine import ddp_wait
 
 
 def test_ddp_strategies_carry_the_timeout():

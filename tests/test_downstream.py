@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from omegaconf import OmegaConf
 
 from fer_bench import labels as L
-from fer_bench.downstream import compound, keras, smoothing, tasks
-from fer_bench.method_configs import HeadConfig
+from fer_bench.methods.multitask.config import HeadConfig
+from fer_bench.methods.multitask.downstream import compound, keras, smoothing, tasks
 from fer_bench.metrics import tune_thresholds
 
 

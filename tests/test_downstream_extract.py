@@ -10,8 +10,8 @@ import torch
 from fer_bench import cli
 from fer_bench.config import build_config
 from fer_bench.data.readers import read_records
-from fer_bench.downstream import extract
-from fer_bench.models.multitask_net import build_multitask_net
+from fer_bench.methods.multitask.downstream import extract
+from fer_bench.methods.multitask.net import build_multitask_net
 
 DATA = ["method=multitask", "profile=cpu", "backbone.name=mobilefacenet_tiny", "data.synth.subjects=6",
         "data.synth.per_subject=1", "data.synth.size=32", "data.image_size=32", "data.num_workers=0",

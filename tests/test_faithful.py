@@ -14,18 +14,20 @@ from omegaconf import OmegaConf
 from PIL import Image
 
 from fer_bench import labels as L
-from fer_bench import protocol
-from fer_bench.bench import continual_runner, leaderboard, runner
-from fer_bench.bench import cross_domain as xd
 from fer_bench.config import ConfigError, build_config
+from fer_bench.config import faithful as protocol
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.readers import read_records
 from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
 from fer_bench.data.scenario import class_keys
 from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
-from fer_bench.methods.continual import Continual
-from fer_bench.methods.memory import budget
+from fer_bench.engine import runner
+from fer_bench.engine import scenario as continual_runner
+from fer_bench.methods.continual.memory import budget
+from fer_bench.methods.continual.module import Continual
+from fer_bench.protocols import cross_domain as xd
+from fer_bench.results import leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
 BLOCKS = protocol.blocks(ROOT / "experiments")

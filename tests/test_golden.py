@@ -15,12 +15,12 @@ import torch
 from omegaconf import OmegaConf
 
 from fer_bench.config import build_config
-from fer_bench.methods.continual import kd_gamma, kd_loss
+from fer_bench.methods.clip_gfer.losses import ChannelGroups, cafe_loss, diversity_loss, separation_loss
+from fer_bench.methods.continual.module import kd_gamma, kd_loss
+from fer_bench.methods.multitask.net import class_weights, multitask_loss
 from fer_bench.methods.optim import build_optimizer, build_scheduler
-from fer_bench.models.cafe_losses import ChannelGroups, cafe_loss, diversity_loss, separation_loss
-from fer_bench.models.csa import CrossSimilarityAttention
-from fer_bench.models.multitask_net import class_weights, multitask_loss
-from fer_bench.models.qcs_net import qcs_loss
+from fer_bench.methods.qcs.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.net import qcs_loss
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BRANCHES = ("a", "p", "n", "n2")

@@ -8,12 +8,12 @@ import pandas as pd
 import pytest
 from conftest import write_png
 
-from fer_bench.bench import fairness, prediction_sets
-from fer_bench.bench.report import build_report
 from fer_bench.config import build_config, to_yaml
 from fer_bench.data import layouts, synthetic
 from fer_bench.data.readers import read_records
 from fer_bench.data.records import DataError
+from fer_bench.results import fairness, prediction_sets
+from fer_bench.results.report import build_report
 
 SYNTH = ["data.synth.subjects=12", "data.synth.per_subject=1", "data.synth.size=32", "data.image_size=32",
          "logger.wandb=false"]

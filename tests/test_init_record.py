@@ -14,10 +14,11 @@ import pytest
 import timm
 import torch
 from conftest import write_png
-
-from fer_bench.bench import init_record, leaderboard, report, runner
-from fer_bench.config import build_config
 from fer_bench.method_configs import METHOD_CONFIGS
+
+from fer_bench.config import build_config
+from fer_bench.engine import init_record, runner
+from fer_bench.results import leaderboard, report
 
 QUIET = ["data.num_workers=0", "trainer.progress_bar=false", "logger.wandb=false"]
 TINY_SYNTH = ["data.synth.subjects=10", "data.synth.per_subject=1", "data.synth.size=32", "data.synth.difficulty=easy"]

@@ -4,7 +4,7 @@ import multiprocessing as mp
 
 import pandas as pd
 
-from fer_bench.bench import leaderboard
+from fer_bench.results import leaderboard
 
 
 def _writer(results_dir, worker: int) -> None:

@@ -12,12 +12,12 @@ import torch.nn.functional as F
 from lightning.pytorch import Callback, Trainer
 
 from fer_bench import labels as L
-from fer_bench.bench import runner
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
-from fer_bench.downstream import extract
-from fer_bench.methods import multitask as mt_module
-from fer_bench.models.multitask_net import (
+from fer_bench.engine import runner
+from fer_bench.methods.multitask import module as mt_module
+from fer_bench.methods.multitask.downstream import extract
+from fer_bench.methods.multitask.net import (
     build_multitask_net,
     class_weights,
     expression_loss,

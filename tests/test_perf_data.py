@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from fer_bench.bench.perf_data import CLASSES, build_tree, run_perf_data
 from fer_bench.data.checked import table_path
+from fer_bench.tools.perf_data import CLASSES, build_tree, run_perf_data
 
 
 def test_tree_is_hard_links_to_a_few_real_jpegs(tmp_path):

@@ -3,9 +3,9 @@
 import pandas as pd
 import pytest
 
-from fer_bench.bench.perf import TARGETS, Timing, run_perf
-from fer_bench.bench.runner import build_method
 from fer_bench.config import build_config
+from fer_bench.engine.runner import build_method
+from fer_bench.tools.perf import TARGETS, Timing, run_perf
 
 TINY = ["profile=cpu", "data.synth.subjects=10", "data.synth.per_subject=2", "data.synth.size=64",
         "data.image_size=64", "data.num_workers=0", "trainer.progress_bar=false", "logger.wandb=false"]

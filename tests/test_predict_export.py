@@ -12,11 +12,12 @@ import timm
 import torch
 import yaml
 
-from fer_bench.bench import predict, runner
-from fer_bench.bench.export import export_onnx
-from fer_bench.bench.inference import RunModel, load_run_model
 from fer_bench.config import ConfigError, build_config
-from fer_bench.methods import METHODS
+from fer_bench.deploy import predict
+from fer_bench.deploy.export import export_onnx
+from fer_bench.deploy.inference import RunModel, load_run_model
+from fer_bench.engine import runner
+from fer_bench.methods import method_keys
 
 TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
@@ -95,7 +96,7 @@ def test_a_missing_detector_model_is_named():
         predict.YuNetDetector("/no/yunet.onnx")
 
 
-@pytest.mark.parametrize("name", sorted(METHODS))
+@pytest.mark.parametrize("name", method_keys())
 def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
     cfg = build_config([f"method={name}", *TINY])
     torch.manual_seed(0)

@@ -13,10 +13,11 @@ import pytest
 from omegaconf import OmegaConf
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
-from fer_bench.bench import leaderboard, runner
 from fer_bench.config import ConfigError, build_config
-from fer_bench.methods import METHODS
+from fer_bench.engine import runner
+from fer_bench.methods import method_keys
 from fer_bench.methods import predictions as P
+from fer_bench.results import leaderboard
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
         "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=16", "trainer.progress_bar=false",
@@ -50,7 +51,7 @@ def _bench(method: str, tmp_path, *extra: str):
 
 @pytest.mark.slow
 @pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
-@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("method", method_keys())
 def test_leaderboard_metrics_recomputed_from_the_predictions_file_are_exact(method, tmp_path):
     run_dir, board = _bench(method, tmp_path)
     split = (run_dir / "splits" / "test.txt").read_text().splitlines()

@@ -20,11 +20,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_bench import cli
-from fer_bench.bench import runner
 from fer_bench.config import build_config
-from fer_bench.models import qcs_import
+from fer_bench.engine import runner
+from fer_bench.methods.qcs import checkpoint_import as qcs_import
+from fer_bench.methods.qcs.net import QCSNet
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
-from fer_bench.models.qcs_net import QCSNet
 
 KEY_LIST = Path(__file__).parent / "data" / "qcs_official_keys.txt"
 FULL_UNITS = (3, 4, 14)

@@ -6,9 +6,9 @@ import pytest
 import torch
 from lightning.pytorch import Trainer
 
-from fer_bench.bench import runner
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
+from fer_bench.engine import runner
 
 TINY = ["method=qcs", "profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=8", "method.dim=32",

@@ -1,4 +1,4 @@
-"""What a resume may change (``fer_bench.resume``): the saved resolved config is kept exactly (presets are not
+"""What a resume may change (``fer_bench.engine.resume``): the saved resolved config is kept exactly (presets are not
 applied again), topology values may change, recipe values are refused unless allowed, and the checks come before
 any write. These tests use a saved config.yaml only; tests/test_resume.py resumes real killed runs."""
 
@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from fer_bench import resume
 from fer_bench.atomic import atomic_save, atomic_write_text, stale_temporaries
 from fer_bench.config import build_config, to_yaml
+from fer_bench.engine import resume
 
 PRESET_RUN = ["method=baseline", "profile=cpu", "trainer.preset=ddp", "trainer.accelerator=cpu",
               "trainer.precision=32-true", "trainer.devices=1"]

@@ -23,12 +23,12 @@ import pandas as pd
 import pytest
 from omegaconf import OmegaConf
 
-from fer_bench.bench.leaderboard import mean_std
 from fer_bench.config import ConfigError, build_config, resume_config, to_yaml
 from fer_bench.data.readers import read_records
 from fer_bench.data.records import DataError
 from fer_bench.data.splits import assign_splits
 from fer_bench.labels import expression_id
+from fer_bench.results.leaderboard import mean_std
 
 CKPLUS_REGEX = r"^(S\d+)_"
 JAFFE_REGEX = r"^([A-Z]{2})\."

@@ -13,9 +13,9 @@ import yaml
 from test_ddp import TINY
 
 from fer_bench import cli
-from fer_bench.bench import provenance, report
-from fer_bench.bench.suite import suite_configs
 from fer_bench.config import ConfigError, project_root
+from fer_bench.protocols.suite import suite_configs
+from fer_bench.results import provenance, report
 
 SUITES = sorted((project_root() / "experiments" / "suites").glob("*.yaml"))
 

@@ -10,7 +10,9 @@ import sys
 import time
 from pathlib import Path
 
+from fer_bench.cli_args import pop_arg, verb_args
 from fer_bench.config import ConfigError, build_config, dataclass_overrides
+from fer_bench.methods import load_reference, registry
 
 USAGE = """fer-bench <verb> [key=value ...]
 
@@ -59,14 +61,6 @@ verbs:
 """
 
 
-def _pop(args: list[str], key: str, default: str | None = None) -> tuple[str | None, list[str]]:
-    rest, value = [], default
-    for a in args:
-        if a.startswith(f"{key}="):
-            value = a.split("=", 1)[1]
-        else:
-            rest.append(a)
-    return value, rest
 
 
 def skipped_line(run_dir: Path) -> str | None:
@@ -80,7 +74,7 @@ def skipped_line(run_dir: Path) -> str | None:
 
 
 def _print_headline(run_dirs: list[Path]) -> None:
-    from fer_bench.bench.leaderboard import number
+    from fer_bench.results.leaderboard import number
 
     for run_dir in run_dirs:
         if not (run_dir / "metrics.json").is_file():  # a continual run stopped early (method.stop_after)
@@ -104,14 +98,15 @@ def _print_headline(run_dirs: list[Path]) -> None:
 
 
 def cmd_bench(args: list[str]) -> None:
-    resume, args = _pop(args, "resume")
-    suite_name, args = _pop(args, "suite")
+    resume, args = pop_arg(args, "resume")
+    suite_name, args = pop_arg(args, "suite")
     if resume and suite_name:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
     from lightning.pytorch.utilities import rank_zero_only
 
-    from fer_bench.bench import folds, runner, suite
-    from fer_bench.bench.ddp_wait import explained_timeouts
+    from fer_bench.engine import runner
+    from fer_bench.engine.ddp_wait import explained_timeouts
+    from fer_bench.protocols import folds, suite
 
     started = time.time()
     if suite_name:
@@ -122,7 +117,7 @@ def cmd_bench(args: list[str]) -> None:
     else:
         plan = None
         if resume:  # checked in full before anything in the run directory changes
-            from fer_bench import resume as resuming
+            from fer_bench.engine import resume as resuming
 
             plan = resuming.prepare(Path(resume), args)
             resuming.record(plan)
@@ -140,8 +135,8 @@ def cmd_bench(args: list[str]) -> None:
 
 def cmd_train(args: list[str]) -> None:
     cfg = build_config(args)
-    from fer_bench.bench import runner
-    from fer_bench.bench.ddp_wait import explained_timeouts
+    from fer_bench.engine import runner
+    from fer_bench.engine.ddp_wait import explained_timeouts
 
     with explained_timeouts(cfg):
         run_dir = runner.train_one(cfg, test=False)
@@ -151,30 +146,18 @@ def cmd_train(args: list[str]) -> None:
 
 
 def cmd_inspect(args: list[str]) -> int:
-    out, args = _pop(args, "out")
+    out, args = pop_arg(args, "out")
     cfg = build_config(args)
-    from fer_bench.data.inspect import inspect
+    from fer_bench.tools.inspect import inspect
 
     return inspect(cfg, Path(out) if out else Path(cfg.runs_dir) / f"inspect-{cfg.data.name}")
 
 
-def _verb_args(args: list[str], usage: str, required: tuple[str, ...], optional: dict[str, str]) -> dict[str, str]:
-    """``key=value`` arguments of a run-level verb: every required key present, no unknown key."""
-    values = dict(optional)
-    for a in args:
-        key, sep, value = a.partition("=")
-        if not sep or key not in (*required, *optional):
-            raise ConfigError(f"unexpected argument {a!r}\nusage: {usage}")
-        values[key] = value
-    missing = [k for k in required if k not in values]
-    if missing:
-        raise ConfigError(f"missing {', '.join(k + '=' for k in missing)}\nusage: {usage}")
-    return values
 
 
 def cmd_test(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench test run=<run dir> [ckpt=best|last]", ("run",), {"ckpt": "best"})
-    from fer_bench.bench import runner
+    a = verb_args(args, "fer-bench test run=<run dir> [ckpt=best|last]", ("run",), {"ckpt": "best"})
+    from fer_bench.engine import runner
 
     metrics = runner.test_run(Path(a["run"]), a["ckpt"])
     print(json.dumps(metrics, indent=2))
@@ -182,7 +165,7 @@ def cmd_test(args: list[str]) -> None:
 
 def _inference_model(a: dict[str, str], usage: str):
     """The model of ``run=`` (a run directory) or ``weights=`` (a converted file), exactly one of them."""
-    from fer_bench.bench.inference import load_run_model, load_weights_model
+    from fer_bench.deploy.inference import load_run_model, load_weights_model
 
     if bool(a["run"]) == bool(a["weights"]):
         raise ConfigError(f"give run=<run dir> or weights=<converted file>, one of them\nusage: {usage}")
@@ -192,9 +175,9 @@ def _inference_model(a: dict[str, str], usage: str):
 def cmd_predict(args: list[str]) -> None:
     usage = ("fer-bench predict run=DIR|weights=FILE input=IMG|DIR|CSV out=FILE.csv [ckpt=best] [batch=64] "
              "[detector=FILE] [margin=0.2]")
-    a = _verb_args(args, usage, ("input", "out"),
+    a = verb_args(args, usage, ("input", "out"),
                    {"run": "", "weights": "", "ckpt": "best", "batch": "64", "detector": "", "margin": "0.2"})
-    from fer_bench.bench import predict
+    from fer_bench.deploy import predict
 
     paths = predict.collect_inputs(Path(a["input"]))
     detector = predict.YuNetDetector(a["detector"]) if a["detector"] else None
@@ -210,11 +193,11 @@ def cmd_predict(args: list[str]) -> None:
 
 def cmd_export(args: list[str]) -> None:
     usage = "fer-bench export run=DIR|weights=FILE [format=onnx] [ckpt=best] [out=DIR] [atol=1e-4]"
-    a = _verb_args(args, usage, (), {"run": "", "weights": "", "format": "onnx", "ckpt": "best", "out": "",
+    a = verb_args(args, usage, (), {"run": "", "weights": "", "format": "onnx", "ckpt": "best", "out": "",
                                      "atol": "1e-4"})
     if a["format"] != "onnx":
         raise ConfigError(f"format={a['format']}: only onnx is supported")
-    from fer_bench.bench.export import export_onnx, parity_images
+    from fer_bench.deploy.export import export_onnx, parity_images
 
     model = _inference_model(a, usage)
     default = model.run_dir / "export" if a["run"] else model.run_dir.parent / f"{model.run_dir.stem}_onnx"
@@ -225,18 +208,18 @@ def cmd_export(args: list[str]) -> None:
 
 
 def cmd_perf(args: list[str]) -> None:
-    suite, args = _pop(args, "suite", "methods")
+    suite, args = pop_arg(args, "suite", "methods")
     if suite == "data":
         return cmd_perf_data(args)
     if suite != "methods":
         raise ConfigError(f"suite={suite}: perf suites are methods (default) and data")
-    from fer_bench.bench.perf import PLAIN_LOSSES, run_perf
+    from fer_bench.tools.perf import PLAIN_LOSSES, run_perf
 
-    methods, args = _pop(args, "methods", ",".join(PLAIN_LOSSES))
-    reps, args = _pop(args, "reps", "5")
-    steps, args = _pop(args, "steps", "12")
-    out, args = _pop(args, "out", "results")
-    backbone, args = _pop(args, "backbone", "resnet18")
+    methods, args = pop_arg(args, "methods", ",".join(PLAIN_LOSSES))
+    reps, args = pop_arg(args, "reps", "5")
+    steps, args = pop_arg(args, "steps", "12")
+    out, args = pop_arg(args, "out", "results")
+    backbone, args = pop_arg(args, "backbone", "resnet18")
     names = [m for m in methods.strip("[]").split(",") if m]
     unknown = [m for m in names if m not in PLAIN_LOSSES]
     if unknown:
@@ -248,10 +231,10 @@ def cmd_perf(args: list[str]) -> None:
 
 
 def cmd_perf_data(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench perf suite=data [sizes=10000,100000,1000000] [workers=4] [out=results]", (),
+    a = verb_args(args, "fer-bench perf suite=data [sizes=10000,100000,1000000] [workers=4] [out=results]", (),
                    {"sizes": "10000,100000,1000000", "workers": "4", "out": "results"})
-    from fer_bench.bench.perf_data import run_perf_data
     from fer_bench.config import data_card
+    from fer_bench.tools.perf_data import run_perf_data
 
     sizes = [int(s) for s in a["sizes"].strip("[]").split(",") if s]
     report = run_perf_data(sizes, Path(a["out"]), Path(data_card("folder").cache_dir).expanduser(),
@@ -282,94 +265,29 @@ def cmd_synth(args: list[str]) -> None:
         raise ConfigError("fer-bench synth needs --out DIR and/or --sheet FILE.png")
 
 
-def cmd_extract(args: list[str]) -> None:
-    run, args = _pop(args, "run")
-    kind, args = _pop(args, "ckpt", "best")
-    out, args = _pop(args, "out")
-    from fer_bench.downstream import extract
-
-    started = time.time()
-    path = extract.command(run, kind, out, args)
-    print(f"features: {path} ({time.time() - started:.0f} s)")
 
 
-def cmd_downstream(args: list[str]) -> None:
-    features, args = _pop(args, "features")
-    out, args = _pop(args, "out")
-    if not features:
-        raise ConfigError("usage: fer-bench downstream features=<file.parquet> task=expr|va|au|intensity|ce "
-                          "[key=value ...]")
-    from fer_bench.method_configs import HeadConfig
-
-    head_cfg = dataclass_overrides(HeadConfig, args, "fer-bench downstream")
-    from fer_bench.downstream import extract, tasks
-
-    settings = tasks.resolve(head_cfg)
-    table, meta = extract.read_features(features)
-    result = tasks.run(table, settings, meta["space"])
-    target = Path(out) if out else Path(features).with_suffix(f".{settings.task}.json")
-    target.write_text(json.dumps({"settings": head_cfg, **result}, indent=2))
-    print(json.dumps(result, indent=2))
-    print(f"written to {target}")
 
 
-def _floats(text: str, key: str) -> list[float] | None:
-    """``0.5,0.5,0.5`` → three floats (None for an empty value)."""
-    if not text:
-        return None
-    try:
-        values = [float(v) for v in text.strip("[]").split(",")]
-    except ValueError:
-        raise ConfigError(f"{key}={text}: give three comma-separated numbers (R,G,B)") from None
-    if len(values) != 3:
-        raise ConfigError(f"{key}={text}: give three comma-separated numbers (R,G,B)")
-    return values
+
+
 
 
 def cmd_convert(args: list[str]) -> None:
-    fmt, args = _pop(args, "format", "hsemotion")
-    if fmt == "qcs":
-        return cmd_convert_qcs(args)
+    """``convert format=F``: a format of a method's spec (default hsemotion); ``backbone=ddamfn``: DDAMNet weights."""
+    fmt, args = pop_arg(args, "format", "hsemotion")
     if "backbone=ddamfn" in args:
         return cmd_convert_ddamnet(args)
-    usage = ("fer-bench convert src=<pickled model.pt> backbone=<name> out=<weights.pt> [input_size=N] "
-             "[mean=R,G,B] [std=R,G,B] --trust-pickle")
-    trusted = "--trust-pickle" in args
-    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"),
-                   {"input_size": "", "mean": "", "std": ""})
-    if not trusted:
-        raise ConfigError(f"{a['src']} is a whole pickled model: loading it runs code the file names. Add "
-                          "--trust-pickle if it comes from a source you trust (e.g. the official HSEmotion release).")
-    from fer_bench.models import convert
-
-    started = time.time()
-    net, meta = convert.convert(a["src"], a["backbone"], a["out"], int(a["input_size"]) if a["input_size"] else None,
-                                _floats(a["mean"], "mean"), _floats(a["std"], "std"))
-    outputs = f"{meta['num_classes']} + valence/arousal" if meta["va"] else f"{meta['num_classes']} classes"
-    print(f"{a['out']}: {a['backbone']} + Linear({net.head.in_features}, {outputs}), classes in {meta['space']} "
-          f"order; input {meta['input_size']} px, mean {meta['mean']}, std {meta['std']} ({meta['recipe']}); "
-          f"{time.time() - started:.1f} s\n"
-          f"use: fer-bench predict weights={a['out']} input=... out=preds.csv | method.weights={a['out']}")
-
-
-def cmd_convert_qcs(args: list[str]) -> None:
-    usage = ("fer-bench convert format=qcs src=<QCS checkpoint> labels=rafdb|ferplus|affectnet out=<state_dict.pt> "
-             "[--trust-pickle]")
-    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "labels", "out"), {})
-    from fer_bench.models import qcs_import
-
-    done = qcs_import.convert_checkpoint(a["src"], a["out"], a["labels"], trust_pickle="--trust-pickle" in args)
-    keys = " ".join(f"{k}={v}" for k, v in done.arch.config_overrides().items())
-    print(f"{a['out']}: {'QCS' if done.arch.branches == 4 else 'DCS'}, {done.arch.num_classes} classes in fer-bench "
-          f"order ({done.space}); {len(done.dropped)} unused official tensors dropped.\n"
-          f"whole network (a {done.space} data set): method=qcs method.weights={a['out']} {keys}\n"
-          f"IR-50 trunk only (QCS\u2021 init): method.trunk_weights={a['out']}")
+    formats = {name: ref for spec in registry().values() for name, ref in spec.converters.items()}
+    if fmt not in formats:
+        raise ConfigError(f"convert format={fmt}: unknown; formats: {', '.join(sorted(formats))}")
+    return load_reference(formats[fmt])(args)
 
 
 def cmd_convert_ddamnet(args: list[str]) -> None:
     usage = "fer-bench convert src=<DDAMNet checkpoint.pth> backbone=ddamfn out=<state_dict.pt> [--trust-pickle]"
     trusted = "--trust-pickle" in args
-    a = _verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
+    a = verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
     from fer_bench.models import ddamfn_convert
 
     net = ddamfn_convert.convert_ddamnet(a["src"], a["out"], trust_pickle=trusted)
@@ -385,29 +303,29 @@ def cmd_sweep(args: list[str]) -> None:
     if len(files) != 1:
         raise ConfigError(f"give one sweep file\nusage: {usage}")
     rest = [a for a in args if a not in ("--local", files[0])]
-    count, rest = _pop(rest, "count")
-    from fer_bench.bench import sweep
+    count, rest = pop_arg(rest, "count")
+    from fer_bench.protocols import sweep
 
     path = Path(files[0])
     if local:
-        seed, rest = _pop(rest, "seed", "0")
-        out, rest = _pop(rest, "out", str(Path("results") / "sweeps" / path.stem))
+        seed, rest = pop_arg(rest, "seed", "0")
+        out, rest = pop_arg(rest, "out", str(Path("results") / "sweeps" / path.stem))
         report = sweep.run_local(path, int(count or 4), rest, Path(out), seed=int(seed))
         print(report.read_text())
         print(f"trials: {report}")
         return
-    a = _verb_args(rest, usage, (), {"project": "fer-bench", "entity": ""})
+    a = verb_args(rest, usage, (), {"project": "fer-bench", "entity": ""})
     code = sweep.register(path, int(count) if count else None, a["project"], a["entity"] or None)
     if code:
         raise SystemExit(code)
 
 
 def cmd_report(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench report [results=results] [runs=runs] [out=<results>/report.md] "
+    a = verb_args(args, "fer-bench report [results=results] [runs=runs] [out=<results>/report.md] "
                    "[group_by=COL] [logger.wandb=true|false] [logger.project=fer-bench]", (),
                    {"results": "results", "runs": "runs", "out": "", "group_by": "", "logger.wandb": "true",
                     "logger.project": "fer-bench"})
-    from fer_bench.bench import report
+    from fer_bench.results import report
 
     out = Path(a["out"]) if a["out"] else Path(a["results"]) / "report.md"
     written = report.write_report(Path(a["results"]), Path(a["runs"]), out, a["group_by"] or None)
@@ -422,10 +340,10 @@ def cmd_compare(args: list[str]) -> None:
     groups = [x for x in args if "=" not in x]
     if len(groups) < 2:
         raise ConfigError(f"compare needs at least two groups\nusage: {usage}")
-    keys = _verb_args([x for x in args if "=" in x], usage, (),
+    keys = verb_args([x for x in args if "=" in x], usage, (),
                       {"ckpt": "best", "suite": "", "data": "", "group_by": "", "bootstrap": "2000", "seed": "0",
                        "results": "results", "runs": "runs", "out": ""})
-    from fer_bench.bench import compare_run
+    from fer_bench.results import compare_run
 
     csv_path, md_path, text = compare_run.run(groups, keys)
     print(text)
@@ -433,8 +351,8 @@ def cmd_compare(args: list[str]) -> None:
 
 
 def cmd_faithful_table(args: list[str]) -> None:
-    a = _verb_args(args, "fer-bench faithful-table [out=docs/faithful.md]", (), {"out": "docs/faithful.md"})
-    from fer_bench import protocol
+    a = verb_args(args, "fer-bench faithful-table [out=docs/faithful.md]", (), {"out": "docs/faithful.md"})
+    from fer_bench.config import faithful as protocol
     from fer_bench.config import project_root
 
     root = project_root()
@@ -442,21 +360,32 @@ def cmd_faithful_table(args: list[str]) -> None:
     print(protocol.write_table(protocol.blocks(root / "experiments"), out))
 
 
-VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test, "predict": cmd_predict,
-         "export": cmd_export, "faithful-table": cmd_faithful_table,
-         "perf": cmd_perf, "synth": cmd_synth, "extract": cmd_extract, "downstream": cmd_downstream,
-         "convert": cmd_convert, "sweep": cmd_sweep, "report": cmd_report, "compare": cmd_compare}
+BUILT_IN_VERBS = {"bench": cmd_bench, "inspect": cmd_inspect, "train": cmd_train, "test": cmd_test,
+                  "predict": cmd_predict, "export": cmd_export, "faithful-table": cmd_faithful_table,
+                  "perf": cmd_perf, "synth": cmd_synth, "convert": cmd_convert, "sweep": cmd_sweep,
+                  "report": cmd_report, "compare": cmd_compare}
+
+
+def verbs() -> dict:
+    """The built-in verbs and those the registered methods add (``MethodSpec.commands``)."""
+    added = {verb: (lambda a, ref=ref: load_reference(ref)(a))
+             for spec in registry().values() for verb, ref in spec.commands.items()}
+    clash = set(added) & set(BUILT_IN_VERBS)
+    if clash:
+        raise ConfigError(f"a method's verbs {sorted(clash)} clash with fer-bench's own")
+    return {**BUILT_IN_VERBS, **added}
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in VERBS:
+    known = verbs()
+    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in known:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help", "help") else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
     from fer_bench.data.records import DataError
 
     try:
-        status = VERBS[argv[0]](argv[1:])
+        status = known[argv[0]](argv[1:])
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
         if os.environ.get("FER_BENCH_DEBUG"):
             raise

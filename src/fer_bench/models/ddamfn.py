@@ -16,7 +16,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .mobilefacenet import ConvBlock, linear_block
+from fer_bench.models.mobilefacenet import ConvBlock, linear_block
 
 VARIANTS: dict[str, dict] = {
     "ddamfn": {"blocks": (9, 16, 6), "heads": 2},  # official MixedFeatureNet + DDAMNet(num_head=2)

@@ -15,9 +15,10 @@ from pathlib import Path
 
 import torch
 
-from fer_bench.models import convert, ddamfn
+from fer_bench.methods.multitask import convert
+from fer_bench.methods.multitask.net import MultitaskNet
+from fer_bench.models import ddamfn
 from fer_bench.models.backbones import state_mismatch, strip_prefixes
-from fer_bench.models.multitask_net import MultitaskNet
 
 TRUNK_STAGES = ("conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv_6_sep")
 UNUSED = re.compile(r"^bn\.|\.conv_dw\.(bn|prelu)\.|^cat_head\d+\.CoordAtt\.Linear\.")

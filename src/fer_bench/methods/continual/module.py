@@ -1,0 +1,245 @@
+"""Continual basic → compound FER: knowledge distillation + Predictive Sorting Memory Replay (specs/continual.md).
+
+One LightningModule for the method and its baselines; a ``Strategy`` only switches distillation and the memory's
+selection rule. The module owns the student (backbone + expandable head), the frozen base-model teacher, the replay
+memory and the scenario position; all of them travel in checkpoints (``on_save_checkpoint``), so a killed run
+resumes mid-scenario and ``ddp_spawn`` ranks receive the same state. The step loop lives in
+``bench/continual_runner.py``; one ``Trainer.fit`` per step.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fer_bench.data.datamodule import DataNeeds
+from fer_bench.methods.base import FERMethod
+from fer_bench.methods.continual.memory import ReplayMemory
+from fer_bench.methods.optim import build_optimizer, build_scheduler
+from fer_bench.models import backbones, preprocessing
+from fer_bench.models.heads import ExpandableHead
+
+
+@dataclass(frozen=True)
+class Strategy:
+    """What a variant changes: distillation from the base model, how the memory selects, joint training."""
+
+    kd: bool
+    memory: str | None  # psmr | random | None
+    joint: bool = False
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "psmr_kd": Strategy(kd=True, memory="psmr"),
+    "finetune": Strategy(kd=False, memory=None),
+    "random_replay": Strategy(kd=False, memory="random"),
+    "kd_only": Strategy(kd=True, memory=None),
+    "joint": Strategy(kd=False, memory=None, joint=True),
+}
+CHOICES = {"strategy": tuple(STRATEGIES), "mem_mode": ("grow", "limit"), "psmr.score": ("logit", "prob"),
+           "new_class_subset": (None, "redraw", "fixed"), "global_pool": ("max", "avg")}
+
+
+def check_config(method_cfg) -> None:
+    """Fail before any work on a bad ``method.*`` choice, naming the key."""
+    for key, allowed in CHOICES.items():
+        value = method_cfg
+        for part in key.split("."):
+            value = value[part]
+        if value not in allowed:
+            raise ValueError(f"config key 'method.{key}' = {value!r}; allowed: {', '.join(map(str, allowed))}")
+
+
+def kd_gamma(i: int, gamma0: float = 0.1) -> float:
+    """Distillation weight of compound step i (0-based from the first compound step): γ0·exp(−i / (1 + e))."""
+    return gamma0 * math.exp(-i / (1 + math.e))
+
+
+def soft_ce(target: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean over the batch of −Σ target·log softmax(logits), from the logits (no probability clipping)."""
+    return -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+
+
+def kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.Tensor, gamma: float,
+            T: float) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(1 − γ)·CE(y, z_s) + γ·CE(softmax(pad(z_t)/T), z_s/T), both from logits; the teacher's logits are
+    zero-padded on the right to the student's K outputs; no T² factor. Returns (total, classification,
+    distillation).
+
+    The official Keras ``train_step`` runs in graph mode, where categorical cross-entropy on a softmax output is
+    computed from the softmax's logits: no 1e-7 probability clipping, so a confidently wrong sample keeps its
+    gradient (AngusMaiden/complex-FER ``ContinualLearner``).
+    """
+    cls = F.cross_entropy(student, labels)
+    if teacher is None or gamma == 0:
+        return cls, cls, torch.zeros_like(cls)
+    padded = F.pad(teacher, (0, student.shape[1] - teacher.shape[1]))
+    kd = soft_ce((padded / T).softmax(dim=1), student / T)
+    return (1 - gamma) * cls + gamma * kd, cls, kd
+
+
+class Continual(FERMethod):
+    def __init__(self, cfg, class_names, base_classes: int | None = None):
+        super().__init__(cfg, class_names)
+        m = cfg.method
+        check_config(m)
+        self.strategy = STRATEGIES[m.strategy]
+        b = cfg.backbone
+        self.backbone, own = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
+                                              drop_rate=b.drop_rate, global_pool=m.global_pool)
+        if not m.normalize:  # pixel / 255 (the official code); a converted file's mean/std does not override it
+            own = replace(own, mean=(0.0, 0.0, 0.0), std=(1.0, 1.0, 1.0))
+        self.info = preprocessing.for_config(cfg, own, b.weights if m.normalize else None)
+        self.head = ExpandableHead(self.info.num_features, base_classes or self.num_classes, tuple(m.head_hidden),
+                                   m.head_dropout, m.head_activation)
+        self.teacher: nn.ModuleDict | None = None
+        if self.strategy.kd:
+            self.teacher = nn.ModuleDict({"backbone": backbones.create(b.name, global_pool=m.global_pool)[0],
+                                          "head": ExpandableHead(self.info.num_features, self.head.num_classes,
+                                                                 tuple(m.head_hidden), m.head_dropout,
+                                                                 m.head_activation)})
+            self.teacher.requires_grad_(False)
+        self.step = 0
+        self.base_finetune = False  # stage B of the base training (method.base_finetune_trainable)
+        self.memory = ReplayMemory()
+
+    def data_needs(self) -> DataNeeds:
+        return DataNeeds(self.info.image_size, self.info.mean, self.info.std, base_space=self.cfg.method.base_space)
+
+    def compile_targets(self) -> list[nn.Module]:
+        return [self.backbone, self.head]
+
+    # networks --------------------------------------------------------------------------------------------------
+    def logits(self, images: torch.Tensor) -> torch.Tensor:
+        """The student's K logits (K = classes seen so far)."""
+        return self.head(self.backbone(images))
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Logits over the whole scenario's classes; classes not learnt yet get −inf (never predicted)."""
+        logits = self.logits(images)
+        return F.pad(logits, (0, self.num_classes - logits.shape[1]), value=float("-inf"))
+
+    @torch.no_grad()
+    def teacher_logits(self, images: torch.Tensor) -> torch.Tensor:
+        return self.teacher["head"](self.teacher["backbone"](images))
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        if self.teacher is not None:
+            self.teacher.eval()
+        if mode:
+            for module in self._frozen_batch_norms():
+                module.eval()
+        return self
+
+    def _frozen_batch_norms(self) -> list[nn.Module]:
+        """The backbone's BatchNorm layers held fixed (statistics and affine): from step 1 on with ``freeze_bn``, in
+        the base step with ``base_freeze_bn``."""
+        m = self.cfg.method
+        if not (m.base_freeze_bn if self.step == 0 else m.freeze_bn):
+            return []
+        return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+    # scenario ---------------------------------------------------------------------------------------------------
+    def begin_step(self, step: int, new_classes: int) -> None:
+        """Enter ``step``: from step 1 on, snapshot the base model as teacher (once), grow the head by
+        ``new_classes`` and set the trainable parameters."""
+        if step > 0 and self.step == 0 and self.teacher is not None:
+            self.teacher["backbone"].load_state_dict(self.backbone.state_dict())
+            self.teacher["head"].load_state_dict(self.head.state_dict())
+        if step > 0:
+            self.head.grow(new_classes)
+        self.step = step
+        self.base_finetune = False
+        m = self.cfg.method
+        self._set_trainable(m.base_trainable if step == 0 else m.step_trainable)
+
+    def begin_base_finetune(self) -> None:
+        """Stage B of the base training: ``method.base_finetune_trainable`` at ``method.base_finetune_lr``."""
+        self.base_finetune = True
+        self._set_trainable(self.cfg.method.base_finetune_trainable)
+
+    def _set_trainable(self, prefixes: list[str] | None) -> None:
+        """Backbone parameters under ``prefixes`` (all with None) trainable, except frozen BatchNorm layers."""
+        for name, param in self.backbone.named_parameters():
+            param.requires_grad_(prefixes is None or name.startswith(tuple(prefixes)))
+        for module in self._frozen_batch_norms():
+            module.requires_grad_(False)
+
+    def gamma(self) -> float:
+        if not self.strategy.kd or self.step == 0:
+            return 0.0
+        return kd_gamma(self.step - 1, self.cfg.method.kd.gamma0)
+
+    def continual_state(self) -> dict:
+        return {"step": self.step, "num_outputs": self.head.num_classes, "memory": self.memory.state_dict()}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["continual"] = self.continual_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Resize the head and restore position and memory before the weights are loaded."""
+        state = checkpoint["continual"]
+        self.head.resize(state["num_outputs"])
+        self.step = state["step"]
+        self.memory.load_state_dict(state["memory"])
+
+    def load_scenario_checkpoint(self, checkpoint: dict) -> None:
+        self.on_load_checkpoint(checkpoint)
+        self.load_state_dict(checkpoint["state_dict"])
+
+    def on_train_start(self) -> None:
+        """Enter training mode (``train`` above: frozen BatchNorm after step 0, teacher in eval). Lightning keeps
+        the mode a module arrives in, and a step arrives in eval mode from the previous step's inference, but a
+        resumed run's or the few-shot phase's fresh module in train mode, teacher included."""
+        super().on_train_start()
+        self.train()
+
+    def on_fit_start(self) -> None:
+        """Under DDP, every rank must replay the same memory."""
+        if self.trainer.world_size > 1:
+            digests = [None] * self.trainer.world_size
+            torch.distributed.all_gather_object(digests, self.memory.digest())
+            if len(set(digests)) != 1:
+                raise RuntimeError(f"replay memory differs across ranks: {digests}")
+
+    # training ---------------------------------------------------------------------------------------------------
+    def training_step(self, batch, batch_idx):
+        images, labels = batch["image"], batch["label"]
+        student = self.logits(images)
+        gamma = self.gamma()
+        teacher = self.teacher_logits(images) if gamma > 0 else None
+        loss, cls, kd = kd_loss(student, teacher, labels, gamma, self.cfg.method.kd.T)
+        if self.step == 0 and self.cfg.method.l2 > 0:  # Keras kernel regularisers: base phase only
+            loss = loss + self.l2_penalty()
+        acc = (student.argmax(1) == labels).float().mean()
+        self.log_dict({"train/loss": loss, "train/cls": cls, "train/kd": kd, "train/acc": acc},
+                      batch_size=len(labels))
+        return loss
+
+    def l2_penalty(self) -> torch.Tensor:
+        """``method.l2`` × Σ w² over the kernels of the hidden Dense layers (complex-FER's l2(1e-5) on Dense 512
+        and Dense 32; the output layer has none)."""
+        return self.cfg.method.l2 * sum((layer.weight ** 2).sum() for layer in self.head.body.modules()
+                                        if isinstance(layer, nn.Linear))
+
+    def configure_optimizers(self):
+        optim_cfg = self.cfg.optim.copy()
+        if self.step > 0:
+            optim_cfg.lr = self.cfg.method.step_lr
+        elif self.base_finetune:
+            optim_cfg.lr = self.cfg.method.base_finetune_lr
+        optimizer = build_optimizer(self.trainable_parameters(), optim_cfg)
+        scheduler = build_scheduler(optimizer, self.cfg.sched, self.trainer.max_epochs)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"}}
+
+    # memory -----------------------------------------------------------------------------------------------------
+    @torch.no_grad()
+    def class_scores(self, images: torch.Tensor, cls: int) -> torch.Tensor:
+        """PSMR's score of each image for class ``cls``: the raw logit, or its softmax probability."""
+        logits = self.logits(images)
+        return logits[:, cls] if self.cfg.method.psmr.score == "logit" else logits.softmax(dim=1)[:, cls]

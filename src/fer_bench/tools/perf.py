@@ -1,0 +1,474 @@
+"""``fer-bench perf``: fer-bench measured against the plain-PyTorch limit — a benchmark, never a test.
+
+For each method, on the configuration ``profile=cpu`` gives it plus the shared overrides (same backbone family,
+batch size and image size for all):
+
+- training images/s through the Lightning loop vs a plain loop doing the same forward/backward/step on the same
+  model and the same preloaded batches (ratio = framework overhead);
+- data-pipeline images/s (decode + albumentations + collate with the configured workers) vs training images/s;
+- inference images/s (batch 64) and latency (batch 1) in PyTorch eager and through the exported ONNX model;
+- peak memory of the training measurement;
+- the test intervals' bootstrap (acc, UAR, F1 of a 3,000-image test set, 2,000 BCa resamples) on one core, and the
+  paired comparison of two methods on that test set (``fer-bench compare``: 2,000 paired resamples, McNemar).
+
+Every figure is the median of ``reps`` timed repetitions after a warm-up, with its min–max spread; both sides of a
+ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) and ``<out>/perf.md``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import lightning.pytorch as pl
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from omegaconf import DictConfig, OmegaConf
+from threadpoolctl import threadpool_limits
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from fer_bench.config import EvalConfig, build_config
+from fer_bench.data.datamodule import FERDataModule
+from fer_bench.deploy.export import export_onnx
+from fer_bench.deploy.inference import RunModel
+from fer_bench.engine.runner import build_method, build_trainer
+from fer_bench.methods import predictions
+from fer_bench.methods.base import FERMethod
+from fer_bench.methods.clip_gfer.losses import diversity_loss, separation_loss
+from fer_bench.methods.multitask.net import expression_loss, va_loss
+from fer_bench.methods.optim import build_optimizer
+from fer_bench.methods.qcs.net import qcs_loss
+from fer_bench.models.sam import SAM
+from fer_bench.results import compare
+from fer_bench.results.prediction_sets import Side
+
+# The same batch for every method (QCS counts quadruplets: its step sees 4x the images of a baseline step).
+SHARED = ["data.batch_size=16"]
+# How each method is put on one backbone (timm name) for the comparison; CAFE's is its mask CNN, beside the
+# frozen CLIP tower of its cpu profile.
+BACKBONE_KEYS = {"baseline": "backbone.name", "qcs": "method.trunk", "multitask": "backbone.name",
+                 "clip_gfer": "method.mask_trunk"}
+# Targets of the perf issue: (measure, comparison, bound).
+TARGETS = {
+    "framework_overhead": ("<=", 1.10),
+    "loader_vs_training": (">=", 2.0),
+    "qcs_quadruplet_vs_baseline_step": ("<=", 4.5),
+    "qcs_inference_vs_base_branch": ("<=", 1.05),
+    "cafe_frozen_tower_gradients": ("<=", 0),
+    "bootstrap_intervals_seconds": ("<=", 2.0),
+    "paired_comparison_seconds": ("<=", 2.0),
+}
+
+
+@dataclass
+class Timing:
+    """Seconds per repetition: median and spread."""
+
+    samples: list[float]
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> tuple[float, float]:
+        return min(self.samples), max(self.samples)
+
+
+def time_reps(fn: Callable[[], None], reps: int, warmup: int = 1) -> Timing:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(reps):
+        started = time.perf_counter()
+        fn()
+        samples.append(time.perf_counter() - started)
+    return Timing(samples)
+
+
+class PeakMemory:
+    """Peak memory inside the block: the CUDA allocator's peak on GPU, else the process's peak resident set
+    (Linux ``VmHWM``, reset on entry through ``/proc/self/clear_refs``). No sampling thread runs beside the
+    measured code, so timing the block is not disturbed."""
+
+    def __init__(self, device: torch.device):
+        self.device, self.peak_bytes = device, 0
+
+    @staticmethod
+    def _high_water_mark() -> int:
+        with open("/proc/self/status") as f:
+            kib = next(line.split()[1] for line in f if line.startswith("VmHWM:"))
+        return int(kib) * 1024
+
+    def __enter__(self):
+        if self.device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(self.device)
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # resets VmHWM to the current resident set
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.device.type == "cuda":
+            self.peak_bytes = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.peak_bytes = self._high_water_mark()
+
+
+# --- the plain-PyTorch side: what a user would write by hand, per method -----------------------------------------
+def _plain_baseline_loss(method, batch: dict) -> torch.Tensor:
+    return F.cross_entropy(method.head(method.backbone(batch["image"])), batch["label"])
+
+
+def _plain_qcs_loss(method, batch: dict) -> torch.Tensor:
+    images = [x.contiguous(memory_format=torch.channels_last) for x in batch["images"].unbind(1)]
+    base, cross = method.net.forward_quadruplet(*images[: method.net.branches])
+    return qcs_loss(base, cross, batch["label"], batch["neg_label"])[0]
+
+
+def _plain_multitask_loss(method, batch: dict) -> torch.Tensor:
+    logits, va = method.net.split(method.net(batch["image"]))
+    loss_v, loss_a = va_loss(va, batch["va"])
+    return expression_loss(logits, batch["label"], method.class_weight) + loss_v + loss_a
+
+
+def _plain_clip_gfer_loss(method, batch: dict) -> torch.Tensor:
+    features = method.net.tower(batch["image"])  # frozen: no graph, as in the method
+    masked = features * method.net.mask(batch["image"])
+    return F.cross_entropy(method.net.fc(masked), batch["label"]) + _cafe_channel_terms(method, masked, batch)
+
+
+def _cafe_channel_terms(method, masked: torch.Tensor, batch: dict) -> torch.Tensor:
+    m = method.cfg.method
+    drop = method.groups.drop_mask(m.drop, method.drop_generator(masked.device))
+    return (m.lam * separation_loss(masked, batch["label"], method.groups, drop)
+            + m.beta * diversity_loss(masked, method.groups, m.div))
+
+
+PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss,
+                                     "multitask": _plain_multitask_loss, "clip_gfer": _plain_clip_gfer_loss}
+
+
+def _plain_step(method, optimizer, loss_fn, batch: dict) -> None:
+    optimizer.zero_grad(set_to_none=True)
+    loss_fn(method, batch).backward()
+    if isinstance(optimizer, SAM):
+        optimizer.first_step(zero_grad=True)
+        loss_fn(method, batch).backward()
+        optimizer.second_step(zero_grad=True)
+    else:
+        optimizer.step()
+
+
+def _images_in(batch: dict) -> int:
+    return batch["images"].shape[0] * batch["images"].shape[1] if "images" in batch else batch["image"].shape[0]
+
+
+def _channels_last(batch: dict) -> dict:
+    return {k: v.contiguous(memory_format=torch.channels_last) if k == "image" else v for k, v in batch.items()}
+
+
+class _StepTimer(pl.Callback):
+    """Per-epoch wall time from the start of batch 1 to the end of the last batch (steady state)."""
+
+    def __init__(self):
+        self.samples: list[float] = []
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if batch_idx == 1:
+            self._started = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        if batch_idx == trainer.num_training_batches - 1:
+            self.samples.append(time.perf_counter() - self._started)
+
+
+def _fresh_method(cfg: DictConfig):
+    """The method with seeded weights, laid out as in a run (channels_last / compile: FERMethod.setup)."""
+    torch.manual_seed(0)
+    method = build_method(cfg)
+    FERMethod.setup(method, "fit")
+    return method
+
+
+def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[dict], reps: int,
+                     workdir: Path) -> dict:
+    """Seconds per step through fer-bench's Lightning loop and through the plain loop, same batches (the
+    DataModule serves the preloaded batches, so the method sees its usual ``trainer.datamodule``)."""
+    steps = len(batches) - 1
+    perf_cfg = cfg.copy()
+    perf_cfg.trainer.max_epochs = reps + 1
+    perf_cfg.trainer.limit_val_batches = 0
+    perf_cfg.trainer.progress_bar = False
+    timer = _StepTimer()
+    method = _fresh_method(perf_cfg)
+    from lightning.pytorch.loggers import CSVLogger
+
+    trainer = build_trainer(perf_cfg, workdir, [CSVLogger(str(workdir), name="perf")], [timer], method)
+    datamodule.train_dataloader = lambda: DataLoader(batches, batch_size=None, shuffle=False)
+    device = torch.device("cuda" if perf_cfg.trainer.accelerator == "gpu" else "cpu")
+    try:
+        with PeakMemory(device) as memory:
+            trainer.fit(method, datamodule=datamodule)
+    finally:
+        del datamodule.train_dataloader  # the class method again
+    framework = Timing([s / steps for s in timer.samples[1:]])  # epoch 0 is the warm-up
+
+    plain_method = _fresh_method(perf_cfg).to(device).train()
+    optimizer = build_optimizer(plain_method.trainable_parameters(), perf_cfg.optim)  # all layers (multitask phase B)
+    loss_fn = PLAIN_LOSSES[cfg.method.name]
+    on_device = [_channels_last({k: v.to(device) for k, v in b.items()}) for b in batches[1:]]
+
+    def plain_epoch() -> None:
+        for batch in on_device:
+            _plain_step(plain_method, optimizer, loss_fn, batch)
+
+    plain = time_reps(plain_epoch, reps)
+    plain = Timing([s / steps for s in plain.samples])
+    return {"framework": framework, "plain": plain, "images_per_step": _images_in(batches[0]),
+            "peak_bytes": memory.peak_bytes, "trained": method}
+
+
+def measure_loader(datamodule: FERDataModule, reps: int) -> tuple[Timing, int]:
+    """Seconds per full pass of the configured training loader (workers started by the warm-up pass)."""
+    loader = datamodule.train_dataloader()
+    counted = []
+
+    def one_pass() -> None:
+        counted.append(sum(_images_in(b) for b in loader))
+
+    return time_reps(one_pass, reps), counted[-1]
+
+
+def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64) -> dict:
+    """Eager and ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
+    size = model.needs.image_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
+    layout = torch.channels_last if model.cfg.trainer.channels_last else torch.contiguous_format
+    method = model.method.eval()
+    eager_images = images.contiguous(memory_format=layout)
+    with torch.no_grad():  # the run's memory layout; export below switches the model to NCHW
+        eager_batch = time_reps(lambda: method(eager_images), reps)
+        eager_one = time_reps(lambda: method(eager_images[:1]), reps * 4)
+    report = export_onnx(model, export_dir, images[:4])
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
+    one = images[:1]
+    onnx_batch = time_reps(lambda: session.run(["logits"], {"images": images.numpy()}), reps)
+    onnx_one = time_reps(lambda: session.run(["logits"], {"images": one.numpy()}), reps * 4)
+    return {"eager_batch": eager_batch, "eager_one": eager_one, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
+            "batch": batch, "max_abs_diff": max(report["max_abs_diff"].values())}
+
+
+class _BaseBranchOnly(torch.nn.Module):
+    """QCS's inference modules assembled without the rest of the network: the reference for its test-time cost."""
+
+    def __init__(self, net):
+        super().__init__()
+        self.trunk, self.tokens, self.vit_base, self.head_base = net.inference_modules()
+
+    def forward(self, x):
+        return self.head_base(self.vit_base(self.tokens(self.trunk(x)))[0])
+
+
+def measure_qcs_inference(method, reps: int, batch: int = 64) -> tuple[Timing, Timing]:
+    """QCS ``forward`` vs its base branch alone, same weights and input, interleaved repetitions."""
+    size = method.cfg.method.image_size
+    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
+    images = images.contiguous(memory_format=torch.channels_last)
+    base = _BaseBranchOnly(method.net).eval()
+    method.eval()
+    full, alone = [], []
+    with torch.no_grad():
+        for fn in (method, base):
+            fn(images)
+        for _ in range(reps):
+            full.append(time_reps(lambda: method(images), 1, warmup=0).samples[0])
+            alone.append(time_reps(lambda: base(images), 1, warmup=0).samples[0])
+    return Timing(full), Timing(alone)
+
+
+def _fitted(name: str, backbone: str) -> list[str]:
+    """Overrides that fit a method around the shared backbone: CAFE's tower projects to the mask CNN's width."""
+    if name != "clip_gfer":
+        return []
+    import timm
+
+    return [f"method.clip.out_dim={timm.create_model(backbone, pretrained=False, num_classes=0).num_features}"]
+
+
+def frozen_tower_target(method, images: torch.Tensor) -> dict:
+    """CAFE after the timed training: tower parameters holding a gradient, plus 1 if the tower's output (grad
+    mode on) carries an autograd graph — 0 means the frozen tower never took part in a backward pass."""
+    tower = method.net.tower
+    with_grad = sum(p.grad is not None for p in tower.parameters())
+    with torch.enable_grad():
+        graph = int(tower(images.to(method.device)).requires_grad)
+    tensors = sum(1 for _ in tower.parameters())
+    return _target_row("clip_gfer", "cafe_frozen_tower_gradients", with_grad + graph,
+                       f"{with_grad} of {tensors} tower tensors with a gradient; output graph: {bool(graph)}")
+
+
+def _test_predictions(images: int, classes: int, accuracy: float, rng: np.random.Generator,
+                      target: np.ndarray | None = None) -> pd.DataFrame:
+    """Targets and predictions right on about ``accuracy`` of ``images`` test images (a random class elsewhere)."""
+    target = rng.integers(0, classes, images) if target is None else target
+    return pd.DataFrame({"target": target, "pred": np.where(rng.random(images) < accuracy, target,
+                                                            rng.integers(0, classes, images))})
+
+
+def measure_bootstrap(reps: int, images: int = 3000, resamples: int = 2000, classes: int = 7) -> tuple[dict, dict]:
+    """Seconds for the intervals of one test report (``predictions.metric_intervals``: acc, UAR, F1 of ``images``
+    predictions at 90 % accuracy, ``resamples`` BCa resamples) with numpy and BLAS held to one thread."""
+    frame = _test_predictions(images, classes, 0.9, np.random.default_rng(0))
+    eval_cfg = OmegaConf.structured(EvalConfig(bootstrap=resamples))
+    with threadpool_limits(limits=1):
+        timing = time_reps(lambda: predictions.metric_intervals(frame, classes, eval_cfg), reps)
+    what = f"{resamples} resamples x {images} images, acc+uar+f1, BCa, 1 thread"
+    return (_row("-", "bootstrap intervals (one test report)", timing, timing.median, "s", what),
+            _target_row("-", "bootstrap_intervals_seconds", timing.median, what))
+
+
+def measure_paired_comparison(reps: int, images: int = 3000, resamples: int = 2000,
+                              classes: int = 7) -> tuple[dict, dict]:
+    """Seconds for ``bench.compare.compare_pair`` of two methods (90 % and 88 % accuracy) on ``images`` test images:
+    acc, UAR, F1 differences from ``resamples`` paired resamples, McNemar's test; one thread."""
+    rng = np.random.default_rng(1)
+    a = _test_predictions(images, classes, 0.9, rng)
+    b = _test_predictions(images, classes, 0.88, rng, target=a["target"].to_numpy())
+    frame = a[["target"]].assign(id=[f"{i:06d}.png" for i in range(images)])
+    sides = [Side(label, frame, p["pred"].to_numpy()[None, :], [0], [], "-", classes) for label, p in
+             (("a", a), ("b", b))]
+    with threadpool_limits(limits=1):
+        timing = time_reps(lambda: compare.compare_pair(*sides, resamples=resamples), reps)
+    what = f"{resamples} paired resamples x {images} images, acc+uar+f1 differences + McNemar, 1 thread"
+    return (_row("-", "paired comparison (two methods)", timing, timing.median, "s", what),
+            _target_row("-", "paired_comparison_seconds", timing.median, what))
+
+
+def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
+    low, high = (timing.spread if timing else (value, value))
+    return {"method": method, "measure": measure, "value": value, "unit": unit,
+            "spread_low": low, "spread_high": high, "reps": len(timing.samples) if timing else 1, "note": note}
+
+
+def _rate(images: int, timing: Timing) -> Timing:
+    """Seconds per repetition → images/s per repetition (spread follows)."""
+    return Timing([images / s for s in timing.samples])
+
+
+def _ms(timing: Timing) -> Timing:
+    return Timing([s * 1e3 for s in timing.samples])
+
+
+def _target_row(method: str, target: str, ratio: float, detail: str) -> dict:
+    op, bound = TARGETS[target]
+    met = ratio <= bound if op == "<=" else ratio >= bound
+    return {"method": method, "target": target, "ratio": ratio, "bound": f"{op} {bound}",
+            "status": "met" if met else "missed", "detail": detail}
+
+
+def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir: Path,
+                backbone: str) -> tuple[list, list, dict]:
+    """All measures of one method: (measure rows, target rows, figures kept for cross-method targets)."""
+    cfg = build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
+                        f"{BACKBONE_KEYS[name]}={backbone}", *_fitted(name, backbone), *overrides])
+    method = _fresh_method(cfg)  # measured for inference below; training builds its own seeded copies
+    datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
+    datamodule.prepare_data()
+    datamodule.setup("fit")
+    batches = list(itertools.islice(datamodule.train_dataloader(), steps + 1))
+    training = measure_training(cfg, datamodule, batches, reps, workdir / name)
+    per_step = training["images_per_step"]
+    framework_rate, plain_rate = _rate(per_step, training["framework"]), _rate(per_step, training["plain"])
+    loader_time, loader_images = measure_loader(datamodule, reps)
+    loader_rate = _rate(loader_images, loader_time)
+    model = RunModel(workdir / name, cfg, method, method.data_needs())
+    inference = measure_inference(model, workdir / name / "export", reps)
+    b = inference["batch"]
+    rows = [
+        _row(name, "train images/s (fer-bench)", framework_rate, framework_rate.median, "images/s"),
+        _row(name, "train images/s (plain PyTorch)", plain_rate, plain_rate.median, "images/s"),
+        _row(name, "train step (fer-bench)", _ms(training["framework"]), training["framework"].median * 1e3, "ms",
+             f"{per_step} images per step"),
+        _row(name, "loader images/s", loader_rate, loader_rate.median, "images/s",
+             f"num_workers={cfg.data.num_workers}"),
+        _row(name, f"inference images/s eager (batch {b})", _rate(b, inference["eager_batch"]),
+             b / inference["eager_batch"].median, "images/s"),
+        _row(name, f"inference images/s onnx (batch {b})", _rate(b, inference["onnx_batch"]),
+             b / inference["onnx_batch"].median, "images/s"),
+        _row(name, "latency eager (batch 1)", _ms(inference["eager_one"]), inference["eager_one"].median * 1e3, "ms"),
+        _row(name, "latency onnx (batch 1)", _ms(inference["onnx_one"]), inference["onnx_one"].median * 1e3, "ms",
+             f"parity max abs diff {inference['max_abs_diff']:.1e}"),
+        _row(name, "peak memory (training)", None, training["peak_bytes"] / 2**20, "MiB"),
+    ]
+    overhead = training["framework"].median / training["plain"].median
+    targets = [
+        _target_row(name, "framework_overhead", overhead,
+                    f"{framework_rate.median:.0f} vs {plain_rate.median:.0f} images/s"),
+        _target_row(name, "loader_vs_training", loader_rate.median / framework_rate.median,
+                    f"{loader_rate.median:.0f} vs {framework_rate.median:.0f} images/s"),
+    ]
+    if name == "qcs":
+        full, alone = measure_qcs_inference(model.method, reps * 2)
+        targets.append(_target_row(name, "qcs_inference_vs_base_branch", full.median / alone.median,
+                                   f"{full.median * 1e3:.1f} vs {alone.median * 1e3:.1f} ms per batch of 64"))
+    if name == "clip_gfer":
+        targets.append(frozen_tower_target(training["trained"], batches[0]["image"]))
+    return rows, targets, {"step": training["framework"].median, "batch": cfg.data.batch_size}
+
+
+def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int = 5, steps: int = 12,
+             backbone: str = "resnet18") -> Path:
+    """Measure every method on one timm ``backbone``; write ``perf.csv``, ``perf_targets.csv`` and ``perf.md`` in
+    ``out_dir``; returns the markdown path."""
+    rows, targets, kept = [], [], {}
+    with tempfile.TemporaryDirectory(prefix="fer-bench-perf-") as tmp:
+        for name in tqdm(methods, desc="perf", unit="method"):
+            method_rows, method_targets, kept[name] = perf_method(name, overrides, reps, steps, Path(tmp), backbone)
+            rows += method_rows
+            targets += method_targets
+    bootstrap_row, bootstrap_target = measure_bootstrap(reps)
+    paired_row, paired_target = measure_paired_comparison(reps)
+    rows += [bootstrap_row, paired_row]
+    targets += [bootstrap_target, paired_target]
+    if "qcs" in kept and "baseline" in kept:
+        q, b = kept["qcs"], kept["baseline"]
+        targets.append(_target_row("qcs", "qcs_quadruplet_vs_baseline_step", q["step"] / b["step"],
+                                   f"{q['batch']} quadruplets {q['step'] * 1e3:.0f} ms vs {b['batch']} images "
+                                   f"{b['step'] * 1e3:.0f} ms"))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    measures, verdicts = pd.DataFrame(rows), pd.DataFrame(targets)
+    measures.to_csv(out_dir / "perf.csv", index=False)
+    verdicts.to_csv(out_dir / "perf_targets.csv", index=False)
+    md = out_dir / "perf.md"
+    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *overrides], reps, steps))
+    return md
+
+
+def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[str], reps: int, steps: int) -> str:
+    shown = measures.assign(
+        value=measures["value"].map(lambda v: f"{v:,.1f}"),
+        spread=[f"{lo:,.1f}–{hi:,.1f}" if n > 1 else "" for lo, hi, n in
+                zip(measures["spread_low"], measures["spread_high"], measures["reps"], strict=True)],
+    )[["method", "measure", "value", "unit", "spread", "note"]]
+    targets = verdicts.assign(ratio=[f"{r:.0f}" if TARGETS[t][1] == 0 else f"{r:.2f} s" if t.endswith("seconds")
+                                     else f"{r:.2f}×"  # counts and seconds, not ratios
+                                     for t, r in zip(verdicts["target"], verdicts["ratio"], strict=True)])
+    threads = torch.get_num_threads()
+    return (
+        "# fer-bench perf\n\n"
+        f"Median of {reps} repetitions after warm-up ({steps} training steps each); spread = min–max. "
+        f"torch {torch.__version__}, {threads} threads; overrides: {' '.join(overrides) or 'none'}.\n\n"
+        "## Targets\n\n" + targets.to_markdown(index=False) + "\n\n## Measures\n\n"
+        + shown.to_markdown(index=False) + "\n"
+    )
