@@ -14,10 +14,10 @@ import pytest
 import timm
 import torch
 from conftest import write_png
-from fer_bench.method_configs import METHOD_CONFIGS
 
 from fer_bench.config import build_config
 from fer_bench.engine import init_record, runner
+from fer_bench.methods import registry
 from fer_bench.results import leaderboard, report
 
 QUIET = ["data.num_workers=0", "trainer.progress_bar=false", "logger.wandb=false"]
@@ -60,9 +60,9 @@ def test_random_init_warning_only_for_pretrained_papers_on_real_faces(tmp_path):
     real = ["data=folder", f"data.root={tmp_path / 'faces'}"]
     weights = tmp_path / "w.pth"
     weights.write_bytes(b"x")
-    declared = {name for name, c in METHOD_CONFIGS.items() if c.paper_init}
+    declared = {name for name, spec in registry().items() if spec.config.paper_init}
     assert declared == {"qcs", "clip_gfer", "multitask", "continual"}
-    for name in sorted(METHOD_CONFIGS):
+    for name in sorted(registry()):
         random_init = ["backbone.pretrained=false"] if name == "continual" else []  # its recipe loads hub weights
         for data, expect in ((real, name in declared), ([], False)):
             cfg = build_config([f"method={name}", *data, *random_init])

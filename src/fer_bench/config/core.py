@@ -509,7 +509,7 @@ def _check_values(cfg: DictConfig) -> None:
                           "split carved from train); no validation split is the faithful protocol's")
     spec = spec_of(cfg.method.name)
     if cfg.eval_on and not spec.can("cross_domain"):
-        raise ConfigError(f"eval_on={list(cfg.eval_on)}: method={spec.key} does not support cross-domain tests")
+        raise ConfigError(f"eval_on={list(cfg.eval_on)}: cross-domain tests are not supported for method={spec.key}")
     try:
         spec.check_config(cfg)
     except ValueError as e:
