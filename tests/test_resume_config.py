@@ -116,7 +116,8 @@ def test_atomic_write_leaves_the_old_file_when_the_write_fails(tmp_path):
 def test_a_continual_run_resumes_from_its_scenario_checkpoint_only(tmp_path):
     run_dir = _run_dir(tmp_path, "method=continual", "profile=cpu")
     assert resume.prepare(run_dir, []).ckpt is None  # killed before its first step ended: starts again
-    with pytest.raises(resume.ResumeError, match="a continual run \\(a scenario of steps\\) resumes from checkpoints/scenario.ckpt"):
+    with pytest.raises(resume.ResumeError,
+                       match=r"a continual run \(a scenario of steps\) resumes from checkpoints/scenario.ckpt"):
         resume.prepare(run_dir, ["resume.ckpt=best"])
     (run_dir / "checkpoints" / "scenario.ckpt").write_bytes(b"PK\x03\x04 cut short")
     with pytest.raises(resume.ResumeError, match=r"cannot read checkpoint .*scenario.ckpt: it is damaged"):
