@@ -1,4 +1,4 @@
-"""CAFE / clip_gfer (specs/clip_gfer.md §7): the CLIP tower and its checkpoint conversion, the frozen tower, the mask
+"""CAFE / clip_gfer (Zhang et al., ECCV 2024): the CLIP tower and its checkpoint conversion, the frozen tower, the mask
 range, the channel losses against hand computations, the optimiser, and learning on synthetic faces."""
 
 import json

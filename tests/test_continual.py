@@ -1,4 +1,4 @@
-"""Continual basic → compound FER (specs/continual.md §10): units on hand-made inputs, then tiny synthetic scenarios."""
+"""Continual basic → compound FER (arXiv 2308.06197): units on hand-made inputs, then tiny synthetic scenarios."""
 
 from __future__ import annotations
 

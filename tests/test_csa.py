@@ -1,4 +1,4 @@
-"""Cross Similarity Attention against a naive loop reference (specs/qcs.md §8 items 1-5)."""
+"""Cross Similarity Attention against a naive loop reference (Wang et al., AAAI 2025; birdwcp/QCS)."""
 
 import math
 
@@ -9,7 +9,7 @@ from fer_bench.models.csa import CrossSimilarityAttention
 
 C = 8
 A, P, N_, N2 = range(4)
-# own × partner views per branch (spec §2.3 table): (matrix name, transposed?)
+# own × partner views per branch (birdwcp/QCS): (matrix name, transposed?)
 VIEWS = {
     A: (("pa", True), ("na", True)),
     P: (("pa", False), ("n2p", True)),

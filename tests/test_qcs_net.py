@@ -1,4 +1,4 @@
-"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (spec §8, 3-12)."""
+"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (birdwcp/QCS)."""
 
 import pytest
 import torch
@@ -131,7 +131,7 @@ def count_macs(net: nn.Module, x: torch.Tensor) -> int:
 
 
 def test_full_size_network():
-    """The real configuration, built once: shapes, parameter counts (spec §2.5) and MACs."""
+    """The real configuration, built once: shapes, parameter counts (the released model class) and MACs."""
     torch.manual_seed(0)
     net = build_qcs_net(7).eval()
     assert abs(inference_parameter_count(net) / 1e6 - 40.70) < 0.01

@@ -62,9 +62,9 @@ class QCSConfig:
 
 @dataclass
 class HeadConfig:
-    """A downstream head on frozen features with Keras semantics (specs/multitask.md §4, §7).
+    """A downstream head on frozen features with Keras semantics (HSEmotion's ABAW-6 notebooks).
 
-    ``None`` takes the task's value from the spec (``fer_bench.downstream.tasks.TASK_DEFAULTS``). ``frames``: rows
+    ``None`` takes the task's value from HSEmotion (``fer_bench.downstream.tasks.TASK_DEFAULTS``). ``frames``: rows
     are video frames (``<video>/<frame number>*.jpg``), enabling temporal smoothing (``delta``) and, for ``ce``,
     the max over the faces of a frame. AU labels count as present when ``>= au_presence``.
     """
@@ -129,7 +129,7 @@ class PSMRConfig:
 
 @dataclass
 class FewShotConfig:
-    """Few-shot phase from the base model (specs/continual.md §5): per compound class (the first ``classes`` of the
+    """Few-shot phase from the base model (AngusMaiden/complex-FER): per compound class (the first ``classes`` of the
     order; 0 = all), ``shots`` images repeated ``repeats`` times per epoch. Scored two ways: ``fewshot_paper``
     (the new class's test images only) and ``fewshot_nway`` (all base classes plus the new one)."""
 
@@ -143,7 +143,7 @@ class FewShotConfig:
 
 @dataclass
 class ContinualConfig:
-    """Class-incremental basic → compound learning (Maiden & Nakisa 2023, specs/continual.md).
+    """Class-incremental basic → compound learning (Maiden & Nakisa, arXiv 2308.06197).
 
     ``strategy``: psmr_kd (the method) or a baseline variant: finetune, random_replay, kd_only, joint. Step 0 trains
     at ``optim.lr`` for ``trainer.max_epochs`` with ``data.batch_size``; compound steps at ``step_lr`` for
@@ -214,7 +214,7 @@ class ClipTowerConfig:
 
 @dataclass
 class ClipGferConfig:
-    """CAFE (specs/clip_gfer.md). ``variant``: ``cafe`` (mask + channel losses), ``linear_probe`` (frozen tower +
+    """CAFE (Zhang et al., ECCV 2024). ``variant``: ``cafe`` (mask + channel losses), ``linear_probe`` (frozen tower +
     linear head) or ``finetune`` (tower trained at ``finetune_lr`` + linear head). ``mask_trunk``/``mask_weights``:
     the mask CNN and its face-recognition weights; ``lam``/``beta``: weights of l_sep/l_div; ``drop``: channels
     zeroed per group; ``groups``/``div``: ``code`` (official) or ``paper`` forms; ``preprocess``: ``imagenet``

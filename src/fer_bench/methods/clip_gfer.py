@@ -1,4 +1,4 @@
-"""CLIP-based generalizable FER (Zhang et al., ECCV 2024, "CAFE"; specs/clip_gfer.md) and its CLIP baselines.
+"""CLIP-based generalizable FER (Zhang et al., ECCV 2024, "CAFE"; zyh-uaiaaaa/Generalizable-FER) and its CLIP baselines.
 
 ``method.variant``: ``cafe`` — frozen CLIP image tower, sigmoid mask from a trainable CNN, FC on the masked
 features, loss l_cls + λ·l_sep + β·l_div (paper Eq. 9); ``linear_probe`` — frozen tower + FC, cross-entropy;

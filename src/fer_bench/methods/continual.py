@@ -1,4 +1,5 @@
-"""Continual basic → compound FER: knowledge distillation + Predictive Sorting Memory Replay (specs/continual.md).
+"""Continual basic → compound FER: knowledge distillation + Predictive Sorting Memory Replay (Maiden & Nakisa,
+arXiv 2308.06197; AngusMaiden/complex-FER).
 
 One LightningModule for the method and its baselines; a ``Strategy`` only switches distillation and the memory's
 selection rule. The module owns the student (backbone + expandable head), the frozen base-model teacher, the replay

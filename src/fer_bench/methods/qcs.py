@@ -2,7 +2,7 @@
 
 Training draws (anchor, positive, negative, negative2) quadruplets; the loss is the mean of 8 cross-entropies
 (base and cross heads of four weight-sharing branches). Optimisation is manual so that SAM can take its two
-passes on the same batch (specs/lessons.md §3); the learning rate decays per epoch. Inference and every
+passes on the same batch (Foret et al., ICLR 2021); the learning rate decays per epoch. Inference and every
 evaluation use the base branch alone (``forward``), so the cross modules cost nothing at test time.
 """
 

@@ -1,4 +1,5 @@
-"""Opt-in converter for the published HSEmotion checkpoints (specs/multitask.md §6 quirk 5).
+"""Opt-in converter for the published HSEmotion checkpoints (av-savchenko/hsemotion,
+av-savchenko/face-emotion-recognition ``models/``).
 
 The official ``.pt`` files are whole pickled modules tied to timm 0.4.5 / 0.9 (``torch.load(weights_only=False)``).
 Unpickling runs code named by the file, so it is done only here, only on request, with a loud warning. The
@@ -32,7 +33,7 @@ from fer_bench.models.multitask_net import MultitaskNet, build_multitask_net
 
 # modules resolved normally (pickle protocol 2 names builtins and copyreg by their Python 2 names)
 TRUSTED_MODULES = ("torch", "collections", "builtins", "__builtin__", "copyreg", "copy_reg", "_codecs", "numpy")
-# the attribute holding the classifier in the official files (specs/multitask.md §3)
+# the attribute holding the classifier in the official files (``enet_*``: classifier, ``mbf_*``: fc, MobileViT: head.fc)
 CLASSIFIER_ATTRS = ("classifier", "fc", "head.fc", "head")
 # head width -> (classes, valence/arousal outputs) of the HSEmotion releases
 HEAD_LAYOUTS = {7: (7, False), 8: (8, False), 9: (7, True), 10: (8, True)}
