@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 from fer_bench.config import ConfigError, build_config, dataclass_overrides
+from fer_bench.console import quiet_lightning
 
 USAGE = """fer-bench <verb> [key=value ...]
 
@@ -455,6 +456,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
     from fer_bench.data.records import DataError
 
+    quiet_lightning()
     try:
         status = VERBS[argv[0]](argv[1:])
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
