@@ -2,6 +2,7 @@
 run whose ``xdom`` columns equal a recomputation."""
 
 import json
+import warnings
 
 import numpy as np
 import pandas as pd
@@ -136,3 +137,18 @@ def test_domain_matrix_averages_seeds_per_training_set():
     assert matrix.loc["a"].tolist() == pytest.approx([0.8, 0.4, 0.2, 0.3])
     assert matrix.loc["b", ["a", "b"]].tolist() == pytest.approx([0.6, 0.8])
     assert np.isnan(matrix.loc["b", "c"]) and matrix.loc["b", xd.TARGETS_MEAN] == pytest.approx(0.6)
+
+
+def test_matrices_from_a_leaderboard_whose_suite_column_is_empty(tmp_path):
+    # runs outside a suite leave `suite` empty in every row, which pandas reads back as a float column of NaN
+    (tmp_path / "leaderboard.csv").write_text(
+        "run_id,suite,name,method,data,seed,ckpt,selection,test/acc,train_set,xdom/b/acc\n"
+        "r0,,baseline,baseline,a,0,best,val,0.9,a,0.5\n"
+        "r1,,baseline,baseline,a,1,best,val,0.7,a,0.3\n"
+        "r0,,baseline,baseline,a,0,last,val,0.1,a,0.1\n")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # pandas deprecations included: the cause is gone, not hidden
+        written = xd.write_matrices(tmp_path)
+    assert [p.name for p in written] == ["xdom_baseline.csv", "xdom_baseline.png"]
+    matrix = pd.read_csv(tmp_path / "xdom_baseline.csv", index_col=0)
+    assert matrix.loc["a", ["a", "b"]].tolist() == pytest.approx([0.8, 0.4])

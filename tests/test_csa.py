@@ -1,15 +1,14 @@
-"""Cross Similarity Attention against a naive loop reference (specs/qcs.md §8 items 1-5)."""
+"""Cross Similarity Attention against a naive loop reference (Wang et al., AAAI 2025; birdwcp/QCS)."""
 
 import math
 
 import pytest
 import torch
-
-from fer_bench.methods.qcs.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
 
 C = 8
 A, P, N_, N2 = range(4)
-# own × partner views per branch (spec §2.3 table): (matrix name, transposed?)
+# own × partner views per branch (birdwcp/QCS): (matrix name, transposed?)
 VIEWS = {
     A: (("pa", True), ("na", True)),
     P: (("pa", False), ("n2p", True)),

@@ -1,6 +1,6 @@
-"""DDP on 2 CPU processes (``ddp_spawn``, gloo): exact test metrics, end-to-end training (lessons.md §1).
+"""DDP on 2 CPU processes (``ddp_spawn``, gloo): exact test metrics, end-to-end training.
 
-State lost after ``ddp_spawn`` is expected (lessons §1.5), so these tests assert on the files a run writes.
+State lost after ``ddp_spawn`` is expected, so these tests assert on the files a run writes.
 The synthetic test split is odd-sized (21 images: 3 subjects x 7 classes x 1), so a padding sampler would
 repeat an image, and with ``data.eval_batch_size=5`` rank 0 runs 3 test batches and rank 1 only 2: a per-step
 collective in an eval loop would pair up wrongly or hang (a watchdog turns a hang into a failure).
@@ -203,7 +203,7 @@ def test_ddp_spawn_training_runs_end_to_end(method, tmp_path, monkeypatch):
 @pytest.mark.parametrize("method", DDP_METHODS)
 def test_eval_loops_log_no_per_step_synced_values(method, tmp_path, monkeypatch):
     """A per-step ``self.log(..., sync_dist=True)`` in val/test is a collective per batch, which hangs or
-    mixes up values when ranks run different numbers of eval batches (lessons §1.1). Checked in one
+    mixes up values when ranks run different numbers of eval batches. Checked in one
     process."""
     signature = inspect.signature(pl.LightningModule.log)
     original = pl.LightningModule.log

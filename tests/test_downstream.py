@@ -1,4 +1,4 @@
-"""Downstream heads with Keras semantics, smoothing, zero-shot compounds (specs/multitask.md §9 items 9–13)."""
+"""Downstream heads with Keras semantics, smoothing, zero-shot compounds (HSEmotion's ABAW-6 notebooks)."""
 
 import copy
 
@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fer_bench.methods.multitask.module.config import HeadConfig
+from fer_bench.methods.multitask.module.downstream import compound, keras, smoothing, tasks
 from omegaconf import OmegaConf
 
 from fer_bench import labels as L
-from fer_bench.methods.multitask.config import HeadConfig
-from fer_bench.methods.multitask.downstream import compound, keras, smoothing, tasks
 from fer_bench.metrics import tune_thresholds
 
 
@@ -161,4 +161,4 @@ def test_zero_shot_ce_and_settings_errors():
         _settings(task="emotion")
     with pytest.raises(ValueError, match="inputs"):
         _settings(task="au", inputs="pixels")
-    assert _settings(task="va").l2 == pytest.approx(1 / 1024)  # the spec's VA head: l2 = 1/batch
+    assert _settings(task="va").l2 == pytest.approx(1 / 1024)  # HSEmotion's VA head: l2 = 1/batch

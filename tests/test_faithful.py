@@ -10,6 +10,8 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from fer_bench.methods.continual.module.memory import budget
+from fer_bench.methods.continual.module.module import Continual
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -24,8 +26,6 @@ from fer_bench.data.scenario import class_keys
 from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
 from fer_bench.engine import runner
 from fer_bench.engine import scenario as continual_runner
-from fer_bench.methods.continual.memory import budget
-from fer_bench.methods.continual.module import Continual
 from fer_bench.protocols import cross_domain as xd
 from fer_bench.results import leaderboard
 

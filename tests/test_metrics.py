@@ -255,7 +255,7 @@ def test_tune_thresholds_matches_brute_force():
             assert thr[k] == pytest.approx(grid[int(np.argmax(f1s))])
 
 
-# ---------------------------------------------------------------- continual learning (lessons.md §5)
+# ------------------------------------------- continual learning (Lopez-Paz & Ranzato 2017; Chaudhry et al. 2018)
 
 R = [[80], [85, 70], [60, 65, 90]]
 

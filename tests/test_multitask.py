@@ -1,4 +1,4 @@
-"""The multitask method (specs/multitask.md §9): head layout, losses against independent references, masks, the
+"""The multitask method (Savchenko, arXiv 2403.11590): head layout, losses against independent references, masks, the
 two-phase schedule, SAM's two passes, and learning expression + V/A + AUs on synthetic faces."""
 
 import copy
@@ -9,20 +9,20 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
+from fer_bench.methods.multitask.module.downstream import extract
+from fer_bench.methods.multitask.module.net import (
+    build_multitask_net,
+    class_weights,
+    expression_loss,
+    va_loss,
+)
 from lightning.pytorch import Callback, Trainer
 
 from fer_bench import labels as L
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.engine import runner
-from fer_bench.methods.multitask import module as mt_module
-from fer_bench.methods.multitask.downstream import extract
-from fer_bench.methods.multitask.net import (
-    build_multitask_net,
-    class_weights,
-    expression_loss,
-    va_loss,
-)
+from fer_bench.methods.multitask.module import module as mt_module
 
 TINY = ["method=multitask", "profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=2",
         "data.synth.size=64", "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0",
@@ -50,7 +50,7 @@ def test_head_layout_scores_and_unbounded_va():
 
 
 def test_class_weights_reproduce_the_affectnet_table():
-    # AffectNet training counts in HSEmotion's alphabetical order (notebook cell 13) → spec §3.2's table
+    # AffectNet training counts in HSEmotion's alphabetical order (notebook cell 13) → its class weights n_max / n_c
     names = L.NATIVE_TABLES["hsemotion8"].native_names
     counts = torch.tensor([24882, 3750, 3803, 6378, 134415, 74874, 25459, 14090])
     table = {"Anger": 5.40, "Contempt": 35.84, "Disgust": 35.34, "Fear": 21.07, "Happiness": 1.00,

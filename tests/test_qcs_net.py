@@ -1,11 +1,11 @@
-"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (spec §8, 3-12)."""
+"""QCSNet: shapes, inference path, loss, gradients, parameter/MAC counts, IR-50 loading (birdwcp/QCS)."""
 
 import pytest
 import torch
+from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.module.net import QCSNet, TimmTrunk, build_qcs_net, inference_parameter_count, qcs_loss
 from torch import nn
 
-from fer_bench.methods.qcs.csa import CrossSimilarityAttention
-from fer_bench.methods.qcs.net import QCSNet, TimmTrunk, build_qcs_net, inference_parameter_count, qcs_loss
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
 from fer_bench.models.vit import Attention
 
@@ -131,7 +131,7 @@ def count_macs(net: nn.Module, x: torch.Tensor) -> int:
 
 
 def test_full_size_network():
-    """The real configuration, built once: shapes, parameter counts (spec §2.5) and MACs."""
+    """The real configuration, built once: shapes, parameter counts (the released model class) and MACs."""
     torch.manual_seed(0)
     net = build_qcs_net(7).eval()
     assert abs(inference_parameter_count(net) / 1e6 - 40.70) < 0.01

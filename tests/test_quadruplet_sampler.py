@@ -1,4 +1,4 @@
-"""Quadruplet sampler: invariants, negative-class distributions, epoch length, rank sharding (spec §8, 9)."""
+"""Quadruplet sampler: invariants, negative-class distributions, epoch length, rank sharding (birdwcp/QCS)."""
 
 from collections import Counter
 

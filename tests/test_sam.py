@@ -1,4 +1,4 @@
-"""SAM over Adam against a hand-written two-pass reference (spec §8 item 11, lessons §3)."""
+"""SAM over Adam against a hand-written two-pass reference (Foret et al., ICLR 2021; davda54/sam)."""
 
 import copy
 import warnings

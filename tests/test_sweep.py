@@ -1,4 +1,4 @@
-"""Sweep files: W&B schema, runnable expansions, and a local sweep of two trials end to end (lessons.md §2.3)."""
+"""Sweep files: W&B schema, runnable expansions, and a local sweep of two trials end to end (schema of wandb/sweeps)."""
 
 from pathlib import Path
 

@@ -1,4 +1,4 @@
-"""Synthetic faces (specs/synthetic.md): determinism, labels, splits, cache, drawings and learnability."""
+"""Synthetic faces (data/synthetic.py): determinism, labels, splits, cache, drawings and learnability."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from fer_bench.data import synthetic as syn
 from fer_bench.data.cache import COMPLETE_MARKER, process_alive
 from fer_bench.data.synthetic import SynthSpec, contact_sheet, ensure_cached, generate, render_face
 
-# The prototypes as the spec writes them (an independent copy, so a wrong table in the module fails here).
+# The prototypes written out again by hand (an independent copy, so a wrong table in the module fails here).
 SPEC_PROTOTYPES = {
     "neutral": (), "happy": (6, 12), "sad": (1, 4, 15), "surprise": (1, 2, 5, 26),
     "fear": (1, 2, 4, 5, 7, 20, 26), "anger": (4, 5, 7, 23), "disgust": (9, 10, 15), "contempt": (12, 14),

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fer_bench.cli_args import pop_arg, verb_args
 from fer_bench.config import ConfigError, build_config, dataclass_overrides
+from fer_bench.console import quiet_lightning
 from fer_bench.methods import load_reference, registry
 
 USAGE = """fer-bench <verb> [key=value ...]
@@ -384,6 +385,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
     from fer_bench.data.records import DataError
 
+    quiet_lightning()
     try:
         status = known[argv[0]](argv[1:])
     except (ConfigError, DataError, ValueError, FileNotFoundError) as e:

@@ -1,4 +1,4 @@
-"""Canonical label spaces and the native → canonical tables of every supported dataset (specs/datasets.md).
+"""Canonical label spaces and the native → canonical tables of every supported dataset (docs/datasets.md).
 
 Canonical expression ids follow AffectNet's order; compound ids follow CFEE's order. A *space* is an ordered
 subset of canonical ids: a model's output index is the position inside its space.

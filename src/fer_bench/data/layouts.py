@@ -1,9 +1,9 @@
-"""Synthetic faces written in the on-disk layouts of real data sets (specs/synthetic.md), so every reader is
+"""Synthetic faces written in the on-disk layouts of real data sets (``data/synthetic.py``), so every reader is
 tested end to end on real image and annotation files.
 
 Each writer takes labels as the data set's own files spell them (native codes, folder names, vote counts) and
 draws a face of the matching class for each image; a code outside the data set's table gets a neutral face, so
-tests can write bad labels too. Layouts follow specs/datasets.md.
+tests can write bad labels too. Layouts follow docs/datasets.md.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The records table every reader returns, the collector of bad-input problems, and the one image decoder.
 
-Columns (DESIGN.md): ``path, expression, compound, valence, arousal, au*, intensity, subject, split, domain``.
+Columns: ``path, expression, compound, valence, arousal, au*, intensity, subject, split, domain``.
 ``expression`` and ``compound`` hold canonical ids (nullable integers); a dataset lacks what it does not have.
 Optional: ``prob<id>`` (a label distribution over canonical expression ids, FERPlus ``probability`` mode),
 ``source`` (the annotation ``file:line`` a row came from, used to name bad input) and attribute columns for

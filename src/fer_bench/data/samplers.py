@@ -3,7 +3,7 @@
 The DataModule sets ``use_distributed_sampler=False``, so these are the only samplers in play: training
 samplers (shuffle, class-balanced, quadruplet) pad or trim their shards to equal length (DDP needs equal step
 counts); the evaluation sampler never pads, so val/test metrics count every image exactly once
-(specs/lessons.md §1.1).
+(torch's DistributedSampler would repeat images to even out the ranks).
 """
 
 from __future__ import annotations
@@ -38,7 +38,7 @@ def _world(num_replicas: int | None, rank: int | None) -> tuple[int, int]:
 
 
 class QuadrupletSampler(Sampler[tuple[int, int, int, int]]):
-    """Yields QCS quadruplets ``(a, p, n, n2)`` of dataset indices, one at a time (specs/qcs.md §4.1).
+    """Yields QCS quadruplets ``(a, p, n, n2)`` of dataset indices, one at a time (birdwcp/QCS ``dataset_q0.py``).
 
     - anchors: ``shuffle`` = a permutation of all images (RAF-DB, FERPlus); ``balanced`` = draws with
       replacement weighted 1 / class count (AffectNet). Either way ``int(len(labels) * epoch_fraction)``

@@ -1,4 +1,4 @@
-"""Parametric, FACS action-unit-driven synthetic faces (specs/synthetic.md).
+"""Parametric, FACS action-unit-driven synthetic faces (FACS: Ekman & Friesen, 1978).
 
 A face is a subject (geometry and colours fixed per identity) plus a vector of action-unit intensities. The
 renderer draws what each AU does to brows, lids, cheeks, nose and mouth with anti-aliased OpenCV primitives on

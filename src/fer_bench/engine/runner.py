@@ -168,7 +168,8 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         finish_wandb(loggers)
     if test and trainer.is_global_zero:
         # Under ddp_spawn the fit ran in child processes: the checkpoint callback's score, the loop counters
-        # and the DataModule's state stayed there (specs/lessons.md §1.5); read them from the files instead.
+        # and the DataModule's state stayed there (Lightning sends back only the weights and callback_metrics);
+        # read them from the files instead.
         states = {kind: torch.load(run_dir / "checkpoints" / f"{kind}.ckpt", map_location="cpu", mmap=True,
                                    weights_only=True) for kind in CKPT_KINDS}
         best_score = states["best"]["callbacks"][checkpoint.state_key]["best_model_score"]

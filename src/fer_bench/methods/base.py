@@ -151,7 +151,7 @@ class FERMethod(pl.LightningModule):
     # optimisation --------------------------------------------------------------------------------------------
     def manual_step(self, optimizer, loss_fn):
         """One manual-optimisation step on ``loss_fn()`` (a tuple, total loss first); with SAM the same batch is
-        recomputed at the perturbed weights for the second pass (specs/lessons.md §3). Returns the first pass."""
+        recomputed at the perturbed weights for the second pass (Foret et al., ICLR 2021). Returns the first pass."""
         first = loss_fn()
         optimizer.zero_grad()
         self.manual_backward(first[0])

@@ -1,4 +1,4 @@
-"""ABAW challenge scores (specs/multitask.md §5), with the challenge's missing-label sentinels dropped.
+"""ABAW challenge scores (6th ABAW, arXiv 2402.19344), with the challenge's missing-label sentinels dropped.
 
 - VA: P_VA = (CCC_V + CCC_A)/2, population CCC; frames whose valence or arousal target is −5 (any value
   below −1) are ignored; predictions are clipped to [−1, 1] (spec quirk 4).

@@ -1,4 +1,4 @@
-"""Class-incremental metrics over an accuracy matrix R (specs/lessons.md §5).
+"""Class-incremental metrics over an accuracy matrix R (Lopez-Paz & Ranzato, NeurIPS 2017; Chaudhry et al., ECCV 2018).
 
 R[i][j] = accuracy on the test images of task j's classes after step i, defined for j ≤ i (step 0 = base
 task). R is a list of rows (row i holding i + 1 values) or a square array with NaN above the diagonal.

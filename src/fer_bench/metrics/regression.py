@@ -1,7 +1,7 @@
 """Valence/arousal metrics: Lin's concordance correlation coefficient (CCC) and the CCC loss.
 
 CCC = 2·s_xy / (s_x² + s_y² + (μ_x − μ_y)²). The **metric** uses population statistics (divide by N), as the ABAW
-evaluation does (specs/multitask.md §5). The **loss** defaults to unbiased statistics (divide by N − 1), as the
+evaluation does (arXiv 2402.19344). The **loss** defaults to unbiased statistics (divide by N − 1), as the
 HSEmotion training code does (av-savchenko/face-emotion-recognition, notebook train_emotions-pytorch.ipynb), with an
 ε floor under the denominator: it acts only when the denominator falls below ε (a batch with constant targets and
 predictions), so ordinary batches get exactly the official value (HSEmotion's ``ConcordanceCorCoeff`` has no ε).

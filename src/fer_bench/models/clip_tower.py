@@ -1,4 +1,4 @@
-"""The CLIP image tower through timm (specs/clip_gfer.md §5): ``vit_base_patch32_clip_quickgelu_224`` returns the
+"""The CLIP image tower through timm (Radford et al., ICML 2021): ``vit_base_patch32_clip_quickgelu_224`` returns the
 projected CLS embedding ``ln_post(x[:, 0]) @ proj`` (B×512, not L2-normalised) — timm's ``head`` is CLIP's ``proj``.
 
 Weights come from a local file — an OpenAI checkpoint (TorchScript archive or state_dict), an open_clip state_dict

@@ -207,7 +207,8 @@ def write_matrices(results_dir: Path) -> list[Path]:
     selected = board["ckpt"].isin(["best", "best_test_epoch"]) & board["train_set"].notna()
     rows = leaderboard.with_protocol(board[selected])
     keys = [k for k in ("suite", "name") if k in rows] or ["method"]
-    rows = rows.assign(**{k: rows[k].fillna("").astype(str) for k in keys})
+    # a column no row fills is read back as float NaN: make it text before filling the gaps
+    rows = rows.assign(**{k: rows[k].astype("string").fillna("").astype(str) for k in keys})
     written = []
     for key, group in rows.groupby([*keys, "protocol"]):
         label = "_".join(part for part in key[:-1] if part) + ("_faithful" if key[-1] == "faithful" else "")

@@ -1,4 +1,4 @@
-"""Few-shot phase (specs/continual.md §5): from the base model, learn one compound class from K shots (repeated
+"""Few-shot phase (AngusMaiden/complex-FER): from the base model, learn one compound class from K shots (repeated
 per epoch, distillation at γ0, no replay), then score it two ways, both reported:
 
 - ``fewshot_paper``: accuracy on the new class's test images only (the official metric: no negatives, so an
@@ -17,7 +17,7 @@ import torch
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.scenario import Scenario, StepData
 from fer_bench.engine.scenario_steps import fit_step, infer
-from fer_bench.methods.continual.module import Continual
+from fer_bench.methods.continual.module.module import Continual
 
 
 def scores(preds: np.ndarray, labels: np.ndarray, new: int) -> dict[str, float]:

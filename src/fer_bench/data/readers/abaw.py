@@ -1,4 +1,4 @@
-"""Aff-Wild2 / ABAW (specs/datasets.md §3.9): per-video annotation files
+"""Aff-Wild2 / ABAW (docs/datasets.md §3.9): per-video annotation files
 ``<root>/<data.abaw.annotations>/<task folder>/{Train_Set,Validation_Set}/<video>.txt`` — a header line, then
 line i + 1 for frame i (1-based) — matching the face images ``<root>/<data.variant>/<video>/<i:05d>.jpg``
 (``cropped_aligned`` by default, or ``cropped``). Task folder names change by challenge edition: ``data.abaw.*``.

@@ -1,4 +1,4 @@
-"""AffectNet (specs/datasets.md §3.3), two releases.
+"""AffectNet (docs/datasets.md §3.3), two releases.
 
 Release A (``reader: affectnet``, the original manually annotated release): ``training.csv`` and
 ``validation.csv`` in ``Manually_Annotated_file_lists/`` (or ``Manual_Annot_files/``, or ``data.root`` itself),

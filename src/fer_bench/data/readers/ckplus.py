@@ -1,4 +1,4 @@
-"""CK+ (specs/datasets.md §3.7): sequences ``<root>/cohn-kanade-images/S005/001/S005_001_00000001.png``; a labelled
+"""CK+ (docs/datasets.md §3.7): sequences ``<root>/cohn-kanade-images/S005/001/S005_001_00000001.png``; a labelled
 sequence has one ``<root>/Emotion/S005/001/S005_001_<peak frame>_emotion.txt`` holding a float code (0 neutral,
 1 anger, 2 contempt, 3 disgust, 4 fear, 5 happy, 6 sadness, 7 surprise). No emotion file = no label: such
 sequences are dropped and counted.

@@ -154,7 +154,7 @@ def subject_folds(subjects: pd.Series, fold: int | None, folds: int | None) -> p
     """``test`` for the rows of the held-out subjects of ``fold`` (None: fold 0), ``train`` for the others.
 
     Subjects are sorted; fold k holds out subjects [k·L, (k+1)·L) with L = n // folds, the last fold also the
-    remainder (CFEE's protocol, specs/continual.md).
+    remainder (CFEE's protocol in AngusMaiden/complex-FER).
     """
     if folds is None:
         raise ValueError("this data set is split by subject folds: set data.folds (e.g. data.folds=10)")

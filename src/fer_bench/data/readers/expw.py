@@ -1,4 +1,4 @@
-"""ExpW (specs/datasets.md §3.8): ``<root>/label/label.lst``, one face per line: ``image_name face_id
+"""ExpW (docs/datasets.md §3.8): ``<root>/label/label.lst``, one face per line: ``image_name face_id
 face_box_top face_box_left face_box_right face_box_bottom face_box_cofidence expression_label`` (sic), over the
 full scenes ``<root>/image/origin/<image_name>``. Each face is cut out once — rows top:bottom, columns
 left:right — into ``data.cache_dir`` (data/cache.py). Labels 0 angry … 6 neutral. Exact duplicate lines are

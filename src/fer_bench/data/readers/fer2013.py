@@ -1,4 +1,4 @@
-"""FER2013 (specs/datasets.md §3.5): ``<root>/fer2013.csv`` with columns ``emotion, pixels, Usage``; each image is
+"""FER2013 (docs/datasets.md §3.5): ``<root>/fer2013.csv`` with columns ``emotion, pixels, Usage``; each image is
 48x48 grayscale, stored as 2,304 space-separated values. The pixels are decoded once into PNG files under
 ``data.cache_dir`` (data/cache.py), so the pipeline reads image paths as for any other data set. Emotion 0 Angry …
 6 Neutral; Usage Training / PublicTest / PrivateTest → train / val / test.

@@ -1,4 +1,4 @@
-"""FERPlus (specs/datasets.md §3.4) as microsoft/FERPlus ``generate_training_data.py`` writes it:
+"""FERPlus (docs/datasets.md §3.4) as microsoft/FERPlus ``generate_training_data.py`` writes it:
 ``<root>/FER2013Train``, ``FER2013Valid``, ``FER2013Test`` (→ train, val, test), each with 48x48 grayscale
 ``ferXXXXXXX.png`` images and a header-less ``label.csv``: the image name, then 10 vote counts for neutral,
 happiness, surprise, sadness, anger, disgust, fear, contempt, unknown, NF. (The ``label.csv`` copies shipped in the

@@ -1,4 +1,4 @@
-"""RAF-DB basic and compound (specs/datasets.md §3.1–3.2).
+"""RAF-DB basic and compound (docs/datasets.md §3.1–3.2).
 
 Layout: ``<root>/basic/EmoLabel/list_patition_label.txt`` (sic) with lines ``train_00001.jpg 5`` — labels are
 1-based, the split is the name's prefix (train/test) — and the images ``basic/Image/aligned/<stem>_aligned.jpg``

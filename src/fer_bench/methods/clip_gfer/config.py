@@ -27,7 +27,7 @@ class ClipTowerConfig:
 
 @dataclass
 class ClipGferConfig:
-    """CAFE (specs/clip_gfer.md). ``variant``: ``cafe`` (mask + channel losses), ``linear_probe`` (frozen tower +
+    """CAFE (Zhang et al., ECCV 2024). ``variant``: ``cafe`` (mask + channel losses), ``linear_probe`` (frozen tower +
     linear head) or ``finetune`` (tower trained at ``finetune_lr`` + linear head). ``mask_trunk``/``mask_weights``:
     the mask CNN and its face-recognition weights; ``lam``/``beta``: weights of l_sep/l_div; ``drop``: channels
     zeroed per group; ``groups``/``div``: ``code`` (official) or ``paper`` forms; ``preprocess``: ``imagenet``

@@ -1,4 +1,5 @@
-"""CAFE's training-only channel losses (specs/clip_gfer.md §2.1; paper Eq. 4-9, official ``supervisor``).
+"""CAFE's training-only channel losses (Zhang et al., ECCV 2024, Eq. 4-9; ``supervisor`` in
+zyh-uaiaaaa/Generalizable-FER ``code/ours_CAFE.py``).
 
 The D masked CLIP channels are split into L class groups of c = ⌊D/L⌋ channels. ``code`` grouping (official
 max-pool windows [c·g, c·g + c)) never pools the last D − L·c channels (channel 511 for D = 512, L = 7); ``paper``

@@ -1,4 +1,4 @@
-"""CLIP-based generalizable FER (Zhang et al., ECCV 2024, "CAFE"; specs/clip_gfer.md) and its CLIP baselines.
+"""CLIP-based generalizable FER (Zhang et al., ECCV 2024, "CAFE"; zyh-uaiaaaa/Generalizable-FER) and its CLIP baselines.
 
 ``method.variant``: ``cafe`` — frozen CLIP image tower, sigmoid mask from a trainable CNN, FC on the masked
 features, loss l_cls + λ·l_sep + β·l_div (paper Eq. 9); ``linear_probe`` — frozen tower + FC, cross-entropy;
@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.clip_gfer.losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
-from fer_bench.methods.clip_gfer.net import CafeNet, MaskNet
+from fer_bench.methods.clip_gfer.module.losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
+from fer_bench.methods.clip_gfer.module.net import CafeNet, MaskNet
 from fer_bench.models.clip_tower import ClipImageTower, create_clip_vit
 
 VARIANTS = ("cafe", "linear_probe", "finetune")

@@ -1,4 +1,4 @@
-"""CAFE's network (specs/clip_gfer.md §2): frozen CLIP features F, an input-dependent sigmoid mask from a trainable
+"""CAFE's network (ECCV 2024, Eq. 1-3): frozen CLIP features F, an input-dependent sigmoid mask from a trainable
 CNN, and a linear classifier on F ⊙ mask; without a mask it is the CLIP linear probe (or fine-tuning, with a
 trainable tower)."""
 

@@ -28,7 +28,7 @@ class PSMRConfig:
 
 @dataclass
 class FewShotConfig:
-    """Few-shot phase from the base model (specs/continual.md §5): per compound class (the first ``classes`` of the
+    """Few-shot phase from the base model (AngusMaiden/complex-FER): per compound class (the first ``classes`` of the
     order; 0 = all), ``shots`` images repeated ``repeats`` times per epoch. Scored two ways: ``fewshot_paper``
     (the new class's test images only) and ``fewshot_nway`` (all base classes plus the new one)."""
 
@@ -42,7 +42,7 @@ class FewShotConfig:
 
 @dataclass
 class ContinualConfig:
-    """Class-incremental basic → compound learning (Maiden & Nakisa 2023, specs/continual.md).
+    """Class-incremental basic → compound learning (Maiden & Nakisa, arXiv 2308.06197).
 
     ``strategy``: psmr_kd (the method) or a baseline variant: finetune, random_replay, kd_only, joint. Step 0 trains
     at ``optim.lr`` for ``trainer.max_epochs`` with ``data.batch_size``; compound steps at ``step_lr`` for

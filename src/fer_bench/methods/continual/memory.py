@@ -1,6 +1,6 @@
 """The replay memory: per-class arrays of training-set indices (never tensors or images), in selection order.
 
-PSMR (specs/continual.md §4.4) ranks a class's images by the model's score for that class and keeps the top m;
+PSMR (AngusMaiden/complex-FER) ranks a class's images by the model's score for that class and keeps the top m;
 the random variant keeps a seeded random subset. Truncation keeps each list's prefix, so a shrinking budget keeps
 the best-ranked exemplars. Selection depends only on its inputs, and under DDP rank 0's result is broadcast, so
 every rank holds the same memory; ``digest`` lets a run check that.

@@ -1,4 +1,5 @@
-"""Continual basic → compound FER: knowledge distillation + Predictive Sorting Memory Replay (specs/continual.md).
+"""Continual basic → compound FER: knowledge distillation + Predictive Sorting Memory Replay (Maiden & Nakisa,
+arXiv 2308.06197; AngusMaiden/complex-FER).
 
 One LightningModule for the method and its baselines; a ``Strategy`` only switches distillation and the memory's
 selection rule. The module owns the student (backbone + expandable head), the frozen base-model teacher, the replay
@@ -18,7 +19,7 @@ from torch import nn
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.continual.memory import ReplayMemory
+from fer_bench.methods.continual.module.memory import ReplayMemory
 from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import ExpandableHead

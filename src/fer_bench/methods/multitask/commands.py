@@ -14,7 +14,7 @@ def extract_command(args: list[str]) -> None:
     run, args = pop_arg(args, "run")
     kind, args = pop_arg(args, "ckpt", "best")
     out, args = pop_arg(args, "out")
-    from fer_bench.methods.multitask.downstream import extract
+    from fer_bench.methods.multitask.module.downstream import extract
 
     started = time.time()
     path = extract.command(run, kind, out, args)
@@ -28,10 +28,10 @@ def downstream_command(args: list[str]) -> None:
     if not features:
         raise ConfigError("usage: fer-bench downstream features=<file.parquet> task=expr|va|au|intensity|ce "
                           "[key=value ...]")
-    from fer_bench.methods.multitask.config import HeadConfig
+    from fer_bench.methods.multitask.module.config import HeadConfig
 
     head_cfg = dataclass_overrides(HeadConfig, args, "fer-bench downstream")
-    from fer_bench.methods.multitask.downstream import extract, tasks
+    from fer_bench.methods.multitask.module.downstream import extract, tasks
 
     settings = tasks.resolve(head_cfg)
     table, meta = extract.read_features(features)
@@ -55,7 +55,7 @@ def convert_command(args: list[str]) -> None:
     if not trusted:
         raise ConfigError(f"{a['src']} is a whole pickled model: loading it runs code the file names. Add "
                           "--trust-pickle if it comes from a source you trust (e.g. the official HSEmotion release).")
-    from fer_bench.methods.multitask import convert
+    from fer_bench.methods.multitask.module import convert
 
     started = time.time()
     net, meta = convert.convert(a["src"], a["backbone"], a["out"], int(a["input_size"]) if a["input_size"] else None,

@@ -12,9 +12,9 @@ from fer_bench.labels import ABAW12_AUS
 
 @dataclass
 class HeadConfig:
-    """A downstream head on frozen features with Keras semantics (specs/multitask.md §4, §7).
+    """A downstream head on frozen features with Keras semantics (HSEmotion's ABAW-6 notebooks).
 
-    ``None`` takes the task's value from the spec (``downstream.tasks.TASK_DEFAULTS``). ``frames``: rows are video
+    ``None`` takes the task's value from HSEmotion (``downstream.tasks.TASK_DEFAULTS``). ``frames``: rows are video
     frames (``<video>/<frame number>*.jpg``), enabling temporal smoothing (``delta``) and, for ``ce``,
     the max over the faces of a frame. AU labels count as present when ``>= au_presence``.
     """

@@ -1,4 +1,5 @@
-"""Opt-in converter for the published HSEmotion checkpoints (specs/multitask.md §6 quirk 5).
+"""Opt-in converter for the published HSEmotion checkpoints (av-savchenko/hsemotion,
+av-savchenko/face-emotion-recognition ``models/``).
 
 The official ``.pt`` files are whole pickled modules tied to timm 0.4.5 / 0.9 (``torch.load(weights_only=False)``).
 Unpickling runs code named by the file, so it is done only here, only on request, with a loud warning. The
@@ -27,12 +28,12 @@ import torch
 from torch import nn
 
 from fer_bench import labels as L
-from fer_bench.methods.multitask.net import MultitaskNet, build_multitask_net
+from fer_bench.methods.multitask.module.net import MultitaskNet, build_multitask_net
 from fer_bench.models import preprocessing, weights_file
 
 # modules resolved normally (pickle protocol 2 names builtins and copyreg by their Python 2 names)
 TRUSTED_MODULES = ("torch", "collections", "builtins", "__builtin__", "copyreg", "copy_reg", "_codecs", "numpy")
-# the attribute holding the classifier in the official files (specs/multitask.md §3)
+# the attribute holding the classifier in the official files (``enet_*``: classifier, ``mbf_*``: fc, MobileViT: head.fc)
 CLASSIFIER_ATTRS = ("classifier", "fc", "head.fc", "head")
 # head width -> (classes, valence/arousal outputs) of the HSEmotion releases
 HEAD_LAYOUTS = {7: (7, False), 8: (8, False), 9: (7, True), 10: (8, True)}

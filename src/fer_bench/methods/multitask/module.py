@@ -1,8 +1,8 @@
-"""HSEmotion multitask backbones (Savchenko, ABAW-6; specs/multitask.md): expression + valence + arousal.
+"""HSEmotion multitask backbones (Savchenko, arXiv 2403.11590): expression + valence + arousal.
 
 Stage 2 of the pipeline. One ``Linear(D, C + 2)`` head; loss = class-weighted CE + (1 − CCC_V)/2 + (1 − CCC_A)/2,
-each term over the samples that carry its label. Manual optimisation so that SAM can take its two passes (specs/
-lessons.md §3). Phase A (``method.head_epochs``) trains the head alone at ``method.head_lr`` with the backbone frozen
+each term over the samples that carry its label. Manual optimisation so that SAM can take its two passes (Foret et
+al., ICLR 2021). Phase A (``method.head_epochs``) trains the head alone at ``method.head_lr`` with the backbone frozen
 (its BatchNorm in train mode by default, as HSEmotion: ``method.head_phase_bn``); phase B starts from the best
 phase-A epoch (``method.restore_head_best``) and trains all layers at ``optim.lr``; no scheduler. The last partial
 batch of an epoch is skipped (the recipe's ``drop_last=True``). With ``method.weights`` of an expression-only
@@ -28,9 +28,9 @@ from fer_bench import labels as L
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.data.transforms import eval_transform
 from fer_bench.methods.base import STAGES, FERMethod
-from fer_bench.methods.multitask.downstream import tasks
-from fer_bench.methods.multitask.downstream.extract import embed_loader
-from fer_bench.methods.multitask.net import build_from_config, class_weights, multitask_loss
+from fer_bench.methods.multitask.module.downstream import tasks
+from fer_bench.methods.multitask.module.downstream.extract import embed_loader
+from fer_bench.methods.multitask.module.net import build_from_config, class_weights, multitask_loss
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.metrics import AUF1, CCC, ClassificationMetrics, tune_thresholds
 from fer_bench.metrics.classification import f1_from_confmat
@@ -38,7 +38,7 @@ from fer_bench.metrics.classification import f1_from_confmat
 
 def drop_class(logits: torch.Tensor, labels: torch.Tensor, index: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Logits and labels without class ``index`` (its images and its logit removed, later labels shifted down):
-    the 7-class accuracy of an 8-class model without Contempt (specs/multitask.md §3.1)."""
+    the 7-class accuracy of an 8-class model without Contempt (as HSEmotion reports it)."""
     keep = labels != index
     others = [i for i in range(logits.shape[1]) if i != index]
     kept = labels[keep]

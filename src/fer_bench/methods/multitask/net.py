@@ -1,4 +1,5 @@
-"""HSEmotion-style multitask network: a light backbone and ONE ``Linear(D, C + 2)`` head (specs/multitask.md §3.2).
+"""HSEmotion-style multitask network: a light backbone and ONE ``Linear(D, C + 2)`` head,
+as HSEmotion's ``src/affectnet/train_emotions-pytorch.ipynb`` (av-savchenko/face-emotion-recognition).
 
 Head outputs: C expression logits, then valence, then arousal — no activation on V/A (clip at inference). Most
 released HSEmotion models are expression-only (``Linear(D, C)``): ``va=False`` builds that layout.
@@ -137,7 +138,7 @@ def _load_net_state(net: MultitaskNet, state: dict[str, torch.Tensor], path: str
         raise ValueError(f"weights file {path} does not fit the network: {e}") from None
 
 
-# losses (specs/multitask.md §3.2) ---------------------------------------------------------------------------------
+# losses (HSEmotion's train_emotions-pytorch.ipynb) ------------------------------------------------------------------
 
 
 def class_weights(counts: torch.Tensor) -> torch.Tensor:

@@ -7,8 +7,8 @@ E = cdist(Q_rows, Q_cols), built with the same argument order as the official ``
 - same-class (similarity) edges: E_pa = cdist(Q_p, Q_a), E_n2n = cdist(Q_n2, Q_n);
 - cross-class (distance) edges: E_na = cdist(Q_n, Q_a), E_n2p = cdist(Q_n2, Q_p).
 
-Each branch reads each of its two matrices along its own axis (rows or columns), which reproduces the spec's
-orientation table (a: S_paᵀ, D_naᵀ; p: S_pa, D_n2pᵀ; n: S_n2nᵀ, D_na; n2: S_n2n, D_n2p).
+Each branch reads each of its two matrices along its own axis (rows or columns), which reproduces the orientations
+of birdwcp/QCS ``QCS_7cls_raf_db.py`` (a: S_paᵀ, D_naᵀ; p: S_pa, D_n2pᵀ; n: S_n2nᵀ, D_na; n2: S_n2n, D_n2p).
 
 DCS (``branches=2``) is the official 2-branch model (``DCS_*`` files, ``Attn_DCS_S``): the inputs are
 anchor and positive of the **same** class, the only edge is the similarity edge E_pa, so only variants ``s``

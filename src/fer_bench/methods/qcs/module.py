@@ -2,7 +2,7 @@
 
 Training draws (anchor, positive, negative, negative2) quadruplets; the loss is the mean of 8 cross-entropies
 (base and cross heads of four weight-sharing branches). Optimisation is manual so that SAM can take its two
-passes on the same batch (specs/lessons.md §3); the learning rate decays per epoch. Inference and every
+passes on the same batch (Foret et al., ICLR 2021); the learning rate decays per epoch. Inference and every
 evaluation use the base branch alone (``forward``), so the cross modules cost nothing at test time.
 """
 
@@ -12,7 +12,7 @@ import torch
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.qcs.net import build_qcs_net, qcs_loss
+from fer_bench.methods.qcs.module.net import build_qcs_net, qcs_loss
 from fer_bench.models.backbones import load_state_dict_file
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -1,4 +1,4 @@
-"""Stages 3–5 of HSEmotion (specs/multitask.md §2, §4, §7): frozen features → simple heads → post-processing.
+"""Stages 3–5 of HSEmotion (Savchenko, arXiv 2403.11590): frozen features → simple heads → post-processing.
 
 - ``extract``: a frozen multitask network over a data set → one parquet row per image (embedding, scores, labels).
 - ``keras``: Dense heads trained with Keras semantics (Glorot init, Adam eps 1e-7, sample-weighted losses, L2).

@@ -1,4 +1,5 @@
-"""Zero-shot compound expressions from basic-expression probabilities (specs/multitask.md §4, CE task).
+"""Zero-shot compound expressions from basic-expression probabilities (Savchenko, arXiv 2403.11590;
+av-savchenko/face-emotion-recognition ``src/ABAW/ABAW6/cexpr.ipynb``).
 
 Compound score = mean of the probabilities of its two basic parents (``labels.COMPOUND_PARENTS``); with several
 faces in a frame, each compound takes its maximum over the faces; the prediction is the argmax.

@@ -1,4 +1,5 @@
-"""Dense heads trained the way the HSEmotion ABAW notebooks train them in Keras (specs/multitask.md §7).
+"""Dense heads trained the way the HSEmotion ABAW notebooks train them in Keras
+(av-savchenko/face-emotion-recognition ``src/ABAW/ABAW6/``).
 
 - Layers: Glorot-uniform kernels, zero biases; optional one hidden ReLU layer.
 - Optimiser: Adam, lr 1e-3, eps 1e-7 (Keras' default ε); the data is reshuffled every epoch; the last partial

@@ -1,4 +1,5 @@
-"""Temporal smoothing of per-frame predictions (specs/multitask.md §4, ABAW-6 code).
+"""Temporal smoothing of per-frame predictions (HSEmotion ABAW-6 code,
+av-savchenko/face-emotion-recognition ``src/ABAW/ABAW6/abaw6_affwild2.ipynb``).
 
 Per video: frames without a prediction (no face) are filled by linear interpolation between the neighbouring
 predicted frames, copying the first/last prediction outside their range; then frame i takes the mean of

@@ -1,12 +1,12 @@
-"""Downstream tasks on frozen features (specs/multitask.md §4): heads, targets, post-processing and metrics.
+"""Downstream tasks on frozen features (Savchenko, arXiv 2403.11590): heads, targets, post-processing and metrics.
 
 - expr: embedding → Dense(128, relu) → Dense(C, softmax) (``hidden=0``: logistic regression); CE with Keras
   class_weight n_max/n_c; best epoch by val accuracy; argmax.
 - va: scores → Dense(2, tanh), l2 = 1/batch; loss 1 − (CCC_V + CCC_A)/2; best epoch by val mean CCC.
 - au: embedding → Dense(128, relu) → Dense(A, sigmoid); weighted BCE (w0, w1 per AU); best epoch by val loss;
   per-AU thresholds from 0.1…0.9 tuned on val.
-- intensity: embedding → Dense(1, sigmoid); loss 1 − CCC; best epoch by val CCC. Not in the spec (it has no
-  intensity task); it follows the VA head.
+- intensity: embedding → Dense(1, sigmoid); loss 1 − CCC; best epoch by val CCC. Not in HSEmotion's ABAW-6 code
+  (it has no intensity task); it follows the VA head.
 - ce: zero-shot, no head: a compound's score is the mean of its two parents' probabilities (``compound``).
 
 Heads are selected, and AU thresholds tuned, on the val split only; the test split is only scored. With
@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from fer_bench import labels as L
-from fer_bench.methods.multitask.downstream import compound, keras, smoothing
-from fer_bench.methods.multitask.net import class_weights
+from fer_bench.methods.multitask.module.downstream import compound, keras, smoothing
+from fer_bench.methods.multitask.module.net import class_weights
 from fer_bench.metrics import abaw, accuracy, ccc, ccc_loss, macro_f1, tune_thresholds
 
 TASK_DEFAULTS: dict[str, dict] = {
@@ -69,7 +69,7 @@ def resolve(cfg, prefix: str = "") -> Settings:
     for name in ("epochs", "batch_size"):
         if values[name] < 1:
             raise ValueError(f"{key(name)}={values[name]} must be >= 1")
-    if values["l2"] is None:  # the spec's VA head: l2 = 1 / batch size
+    if values["l2"] is None:  # HSEmotion's VA head: l2 = 1 / batch size
         values["l2"] = 1.0 / values["batch_size"]
     return Settings(task=cfg["task"], lr=cfg["lr"], frames=cfg["frames"], aus=tuple(cfg["aus"]),
                     au_presence=cfg["au_presence"], compounds=cfg["compounds"], seed=cfg["seed"], **values)
