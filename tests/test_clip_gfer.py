@@ -7,13 +7,13 @@ import math
 import pytest
 import torch
 import torch.nn.functional as F
-from fer_bench.methods.clip_gfer.module.losses import ChannelGroups, diversity_loss, separation_loss
-from fer_bench.methods.clip_gfer.module.net import MaskNet
 from torch import nn
 
 from fer_bench.config import build_config
 from fer_bench.engine import runner
-from fer_bench.methods.clip_gfer.module import module as clip_gfer_module
+from fer_bench.methods.clip_gfer import module as clip_gfer_module
+from fer_bench.methods.clip_gfer.losses import ChannelGroups, diversity_loss, separation_loss
+from fer_bench.methods.clip_gfer.net import MaskNet
 from fer_bench.models.clip_tower import create_clip_vit
 
 TINY = ["method=clip_gfer", "profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=2",

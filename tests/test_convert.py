@@ -12,7 +12,6 @@ import pytest
 import timm
 import torch
 from conftest import pickle_with_vanished_classes
-from fer_bench.methods.multitask.module.net import build_from_config, build_multitask_net, load_net_weights
 from PIL import Image
 from torch import nn
 
@@ -23,7 +22,8 @@ from fer_bench.data.records import read_rgb
 from fer_bench.data.transforms import eval_transform
 from fer_bench.deploy.inference import load_weights_model
 from fer_bench.deploy.predict import image_batch
-from fer_bench.methods.multitask.module import convert
+from fer_bench.methods.multitask import convert
+from fer_bench.methods.multitask.net import build_from_config, build_multitask_net, load_net_weights
 from fer_bench.models import mobilefacenet, weights_file
 
 # fer-bench basic8 order (neutral, happy, sad, surprise, fear, disgust, anger, contempt) as HSEmotion rows

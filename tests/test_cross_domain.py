@@ -12,9 +12,10 @@ import torch
 from fer_bench.config import ConfigError, build_config
 from fer_bench.data.datamodule import DataNeeds, FERDataModule
 from fer_bench.data.records import DataError
+from fer_bench.engine import cross_domain as xd
 from fer_bench.engine import runner
 from fer_bench.methods import predictions as P
-from fer_bench.protocols import cross_domain as xd
+from fer_bench.results import domain_matrices
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
         "data.synth.difficulty=easy", "data.image_size=48", "data.num_workers=0", "data.batch_size=16",
@@ -132,11 +133,11 @@ def test_domain_matrix_averages_seeds_per_training_set():
         {"train_set": "a", "test/acc": 0.7, "xdom/b/acc": 0.3, "xdom/c/acc": 0.1},
         {"train_set": "b", "test/acc": 0.8, "xdom/a/acc": 0.6, "xdom/c/acc": np.nan},
     ])
-    matrix = xd.domain_matrix(rows)
-    assert list(matrix.index) == ["a", "b"] and list(matrix.columns) == ["a", "b", "c", xd.TARGETS_MEAN]
+    matrix = domain_matrices.domain_matrix(rows)
+    assert list(matrix.index) == ["a", "b"] and list(matrix.columns) == ["a", "b", "c", domain_matrices.TARGETS_MEAN]
     assert matrix.loc["a"].tolist() == pytest.approx([0.8, 0.4, 0.2, 0.3])
     assert matrix.loc["b", ["a", "b"]].tolist() == pytest.approx([0.6, 0.8])
-    assert np.isnan(matrix.loc["b", "c"]) and matrix.loc["b", xd.TARGETS_MEAN] == pytest.approx(0.6)
+    assert np.isnan(matrix.loc["b", "c"]) and matrix.loc["b", domain_matrices.TARGETS_MEAN] == pytest.approx(0.6)
 
 
 def test_matrices_from_a_leaderboard_whose_suite_column_is_empty(tmp_path):
@@ -148,7 +149,7 @@ def test_matrices_from_a_leaderboard_whose_suite_column_is_empty(tmp_path):
         "r0,,baseline,baseline,a,0,last,val,0.1,a,0.1\n")
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pandas deprecations included: the cause is gone, not hidden
-        written = xd.write_matrices(tmp_path)
+        written = domain_matrices.write_matrices(tmp_path)
     assert [p.name for p in written] == ["xdom_baseline.csv", "xdom_baseline.png"]
     matrix = pd.read_csv(tmp_path / "xdom_baseline.csv", index_col=0)
     assert matrix.loc["a", ["a", "b"]].tolist() == pytest.approx([0.8, 0.4])

@@ -4,7 +4,8 @@ import math
 
 import pytest
 import torch
-from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
+
+from fer_bench.methods.qcs.csa import CrossSimilarityAttention
 
 C = 8
 A, P, N_, N2 = range(4)

@@ -14,13 +14,13 @@ import json
 import pytest
 import torch
 import torch.nn.functional as F
-from fer_bench.methods.multitask.module.net import build_multitask_net
 from torch import nn
 
 from fer_bench import cli
 from fer_bench.config import build_config
 from fer_bench.engine import runner
-from fer_bench.models import ddamfn_convert
+from fer_bench.methods.multitask import ddamfn_convert
+from fer_bench.methods.multitask.net import build_multitask_net
 
 
 def hswish(x):

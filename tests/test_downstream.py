@@ -7,11 +7,11 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from fer_bench.methods.multitask.module.config import HeadConfig
-from fer_bench.methods.multitask.module.downstream import compound, keras, smoothing, tasks
 from omegaconf import OmegaConf
 
 from fer_bench import labels as L
+from fer_bench.methods.multitask.config import HeadConfig
+from fer_bench.methods.multitask.downstream import compound, keras, smoothing, tasks
 from fer_bench.metrics import tune_thresholds
 
 

@@ -6,12 +6,12 @@ import json
 import numpy as np
 import pytest
 import torch
-from fer_bench.methods.multitask.module.downstream import extract
-from fer_bench.methods.multitask.module.net import build_multitask_net
 
 from fer_bench import cli
 from fer_bench.config import build_config
 from fer_bench.data.readers import read_records
+from fer_bench.methods.multitask.downstream import extract
+from fer_bench.methods.multitask.net import build_multitask_net
 
 DATA = ["method=multitask", "profile=cpu", "backbone.name=mobilefacenet_tiny", "data.synth.subjects=6",
         "data.synth.per_subject=1", "data.synth.size=32", "data.image_size=32", "data.num_workers=0",

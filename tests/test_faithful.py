@@ -10,8 +10,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from fer_bench.methods.continual.module.memory import budget
-from fer_bench.methods.continual.module.module import Continual
 from omegaconf import OmegaConf
 from PIL import Image
 
@@ -24,9 +22,11 @@ from fer_bench.data.readers.common import subject_folds
 from fer_bench.data.records import DataError, Problems
 from fer_bench.data.scenario import class_keys
 from fer_bench.data.transforms import PilBilinear, ReversedChannels, eval_transform, reseed, train_transform
-from fer_bench.engine import runner
+from fer_bench.engine import cross_domain as xd
 from fer_bench.engine import scenario as continual_runner
-from fer_bench.protocols import cross_domain as xd
+from fer_bench.methods.continual.memory import budget
+from fer_bench.methods.continual.module import Continual
+from fer_bench.protocols import benchmark
 from fer_bench.results import leaderboard
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,7 +135,7 @@ def test_faithful_bench_trains_on_every_train_image_and_flags_test_selection(tmp
     cfg = build_config([*extra, "profile=cpu", "method.protocol=faithful", *SYNTH, "trainer.max_epochs=1",
                         "seeds=[0]", "trainer.progress_bar=false", "logger.wandb=false",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
-    [run_dir] = runner.bench(cfg)
+    [run_dir] = benchmark.bench(cfg)
     _check_faithful_splits(run_dir, read_records(cfg.data)[0])
     board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
     assert board["ckpt"].tolist() == ["best_test_epoch", "last"]
@@ -156,7 +156,7 @@ def test_faithful_continual_trains_on_the_whole_fold_and_sizes_memory_from_it(tm
                         "method.base_trainable=[]", "method.base_finetune_trainable=[layer4]",
                         "logger.wandb=false", "seeds=[0,1]", f"runs_dir={tmp_path / 'runs'}",
                         f"results_dir={tmp_path / 'results'}"])
-    run_dir, second = runner.bench(cfg)
+    run_dir, second = benchmark.bench(cfg)
     # one base model for every class order: the second order starts from the first's, without training one
     base = [torch.load(d / "checkpoints" / "base.ckpt", weights_only=True) for d in (run_dir, second)]
     assert all(torch.equal(v, base[1]["backbone"][k]) for k, v in base[0]["backbone"].items())

@@ -12,15 +12,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from fer_bench.methods.clip_gfer.module.losses import ChannelGroups, cafe_loss, diversity_loss, separation_loss
-from fer_bench.methods.continual.module.module import kd_gamma, kd_loss
-from fer_bench.methods.multitask.module.net import class_weights, multitask_loss
-from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
-from fer_bench.methods.qcs.module.net import qcs_loss
 from omegaconf import OmegaConf
 
 from fer_bench.config import build_config
+from fer_bench.methods.clip_gfer.losses import ChannelGroups, cafe_loss, diversity_loss, separation_loss
+from fer_bench.methods.continual.module import kd_gamma, kd_loss
+from fer_bench.methods.multitask.net import class_weights, multitask_loss
 from fer_bench.methods.optim import build_optimizer, build_scheduler
+from fer_bench.methods.qcs.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.net import qcs_loss
 
 GOLDEN = Path(__file__).resolve().parent / "golden"
 BRANCHES = ("a", "p", "n", "n2")

@@ -9,20 +9,20 @@ import pandas as pd
 import pytest
 import torch
 import torch.nn.functional as F
-from fer_bench.methods.multitask.module.downstream import extract
-from fer_bench.methods.multitask.module.net import (
-    build_multitask_net,
-    class_weights,
-    expression_loss,
-    va_loss,
-)
 from lightning.pytorch import Callback, Trainer
 
 from fer_bench import labels as L
 from fer_bench.config import build_config
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.engine import runner
-from fer_bench.methods.multitask.module import module as mt_module
+from fer_bench.methods.multitask import module as mt_module
+from fer_bench.methods.multitask.downstream import extract
+from fer_bench.methods.multitask.net import (
+    build_multitask_net,
+    class_weights,
+    expression_loss,
+    va_loss,
+)
 
 TINY = ["method=multitask", "profile=cpu", "data.synth.subjects=20", "data.synth.per_subject=2",
         "data.synth.size=64", "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0",

@@ -17,6 +17,7 @@ from fer_bench.config import ConfigError, build_config
 from fer_bench.engine import runner
 from fer_bench.methods import method_keys
 from fer_bench.methods import predictions as P
+from fer_bench.protocols import benchmark
 from fer_bench.results import leaderboard
 
 TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
@@ -45,7 +46,7 @@ def _np_ccc(x: np.ndarray, y: np.ndarray) -> float:
 def _bench(method: str, tmp_path, *extra: str):
     cfg = build_config([f"method={method}", *TINY, *METHOD_TINY.get(method, []), *extra,
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
-    [run_dir] = runner.bench(cfg)
+    [run_dir] = benchmark.bench(cfg)
     return run_dir, leaderboard.read(tmp_path / "results")
 
 

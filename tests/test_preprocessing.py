@@ -17,7 +17,7 @@ from torch import nn
 from fer_bench import cli
 from fer_bench.config import ConfigError, build_config
 from fer_bench.engine import runner
-from fer_bench.methods.multitask.module import convert
+from fer_bench.methods.multitask import convert
 
 IMAGENET = ([0.485, 0.456, 0.406], [0.229, 0.224, 0.225])
 

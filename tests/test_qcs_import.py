@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
-from fer_bench.methods.qcs.module.net import QCSNet
 from torch import nn
 
 from fer_bench import cli
 from fer_bench.config import build_config
 from fer_bench.engine import runner
-from fer_bench.methods.qcs.module import checkpoint_import as qcs_import
+from fer_bench.methods.qcs import checkpoint_import as qcs_import
+from fer_bench.methods.qcs.net import QCSNet
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
 
 KEY_LIST = Path(__file__).parent / "data" / "qcs_official_keys.txt"

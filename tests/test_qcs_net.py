@@ -2,10 +2,10 @@
 
 import pytest
 import torch
-from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
-from fer_bench.methods.qcs.module.net import QCSNet, TimmTrunk, build_qcs_net, inference_parameter_count, qcs_loss
 from torch import nn
 
+from fer_bench.methods.qcs.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.net import QCSNet, TimmTrunk, build_qcs_net, inference_parameter_count, qcs_loss
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
 from fer_bench.models.vit import Attention
 

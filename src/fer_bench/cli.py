@@ -105,15 +105,15 @@ def cmd_bench(args: list[str]) -> None:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
     from lightning.pytorch.utilities import rank_zero_only
 
-    from fer_bench.engine import runner
     from fer_bench.engine.ddp_wait import explained_timeouts
     from fer_bench.protocols import folds, suite
+    from fer_bench.protocols.benchmark import bench
 
     started = time.time()
     if suite_name:
         configs = suite.suite_configs(suite_name, args)
         with explained_timeouts(configs[0]):
-            run_dirs = [run_dir for cfg in configs for run_dir in runner.bench(cfg)]
+            run_dirs = [run_dir for cfg in configs for run_dir in bench(cfg)]
         results_dir = configs[0].results_dir
     else:
         plan = None
@@ -124,7 +124,7 @@ def cmd_bench(args: list[str]) -> None:
             resuming.record(plan)
         cfg = plan.cfg if plan else build_config(args)
         with explained_timeouts(cfg):
-            run_dirs = runner.bench(cfg, resume=plan.run_dir if plan else None, resume_ckpt=plan.ckpt if plan else None)
+            run_dirs = bench(cfg, resume=plan.run_dir if plan else None, resume_ckpt=plan.ckpt if plan else None)
         results_dir = cfg.results_dir
     if rank_zero_only.rank != 0:  # rank 0 reports; the other ranks' files may not all be there yet
         return
@@ -275,25 +275,12 @@ def cmd_synth(args: list[str]) -> None:
 
 
 def cmd_convert(args: list[str]) -> None:
-    """``convert format=F``: a format of a method's spec (default hsemotion); ``backbone=ddamfn``: DDAMNet weights."""
+    """``convert format=F``: a checkpoint format a method's spec converts (default hsemotion)."""
     fmt, args = pop_arg(args, "format", "hsemotion")
-    if "backbone=ddamfn" in args:
-        return cmd_convert_ddamnet(args)
     formats = {name: ref for spec in registry().values() for name, ref in spec.converters.items()}
     if fmt not in formats:
         raise ConfigError(f"convert format={fmt}: unknown; formats: {', '.join(sorted(formats))}")
     return load_reference(formats[fmt])(args)
-
-
-def cmd_convert_ddamnet(args: list[str]) -> None:
-    usage = "fer-bench convert src=<DDAMNet checkpoint.pth> backbone=ddamfn out=<state_dict.pt> [--trust-pickle]"
-    trusted = "--trust-pickle" in args
-    a = verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
-    from fer_bench.models import ddamfn_convert
-
-    net = ddamfn_convert.convert_ddamnet(a["src"], a["out"], trust_pickle=trusted)
-    print(f"{a['out']}: ddamfn ({len(net.backbone.heads)} heads) + Linear(512, {net.num_classes} + 2); "
-          f"use backbone.name=ddamfn method.weights={a['out']}")
 
 
 def cmd_sweep(args: list[str]) -> None:

@@ -24,20 +24,19 @@ from omegaconf import DictConfig
 from fer_bench.atomic import atomic_write_text
 from fer_bench.config import load_run_config, to_yaml
 from fer_bench.data.datamodule import FERDataModule
-from fer_bench.engine import init_record
+from fer_bench.engine import cross_domain, init_record
 from fer_bench.engine.checkpoint_io import AtomicCheckpointIO
 from fer_bench.engine.csv_history import keep_history
 from fer_bench.engine.ddp_wait import strategy_for
-from fer_bench.engine.faults import fault_callbacks
 from fer_bench.engine.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.engine.resume import default_checkpoint
 from fer_bench.engine.rng import RngState
+from fer_bench.faults import fault_callbacks
 from fer_bench.labels import class_names
 from fer_bench.methods import predictions as P
 from fer_bench.methods import spec_of
 from fer_bench.methods.base import FERMethod
-from fer_bench.protocols import cross_domain, folds
-from fer_bench.results import leaderboard
+from fer_bench.results import domain_matrices, leaderboard
 from fer_bench.results.plots import confusion_matrix_png
 from fer_bench.results.provenance import provenance
 
@@ -125,6 +124,13 @@ def _test(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list) -> d
     return report
 
 
+def fold_tag(cfg: DictConfig) -> dict[str, int]:
+    """``{"fold": f}`` for a run on subject folds (fold 0 when unset, as the readers take it), else empty."""
+    if cfg.data.folds is None:
+        return {}
+    return {"fold": 0 if cfg.data.fold is None else int(cfg.data.fold)}
+
+
 def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, resume_ckpt: Path | None = None) -> Path:
     """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows.
     ``resume``: continue that run directory (checked and recorded by ``fer_bench.engine.resume``) from ``resume_ckpt``
@@ -177,7 +183,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         facts = init_record.result_facts(cfg, trainer.precision)
         summary = {
             "run_id": run_dir.name, "method": cfg.method.name, "data": cfg.data.name, "seed": cfg.seed,
-            **folds.tag(cfg),
+            **fold_tag(cfg),
             f"best_{monitor.split('/')[0]}_acc": float(best_score) if best_score is not None else None,
             "epochs": states["last"]["epoch"] + 1, "fit_seconds": round(fit_seconds, 1),
             "skipped_items": len(pd.read_csv(skipped)) if skipped.is_file() else 0, **facts,
@@ -195,7 +201,7 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
         (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
         leaderboard.append(Path(cfg.results_dir), rows)
         if targets:
-            cross_domain.write_matrices(Path(cfg.results_dir))
+            domain_matrices.write_matrices(Path(cfg.results_dir))
     return run_dir
 
 
@@ -212,28 +218,11 @@ def best_test_epoch(metrics_csv: Path) -> dict:
 def _leaderboard_row(cfg: DictConfig, summary: dict, kind: str, run_dir: Path) -> dict:
     return {
         "run_id": summary["run_id"], "suite": cfg.suite or "", "name": cfg.run_name or summary["method"],
-        "method": summary["method"], "data": summary["data"], "seed": summary["seed"], **folds.tag(cfg),
+        "method": summary["method"], "data": summary["data"], "seed": summary["seed"], **fold_tag(cfg),
         "ckpt": kind, "selection": "val/acc" if kind == "best" else "last epoch",
         **summary[kind], "protocol": cfg.method.protocol, "epochs": summary["epochs"],
         "fit_seconds": summary["fit_seconds"], **provenance(cfg, run_dir), "run_dir": str(run_dir),
     }
-
-
-def bench(cfg: DictConfig, resume: Path | None = None, resume_ckpt: Path | None = None) -> list[Path]:
-    """Train and test every seed in ``cfg.seeds`` and every subject fold (``bench/folds.py``); a resumed run:
-    its one seed and fold, from ``resume_ckpt``."""
-    if spec_of(cfg.method.name).loop == "scenario":  # a scenario of steps per seed (= class order): its own loop
-        from fer_bench.engine import scenario
-
-        return scenario.bench(cfg, resume)
-    if resume is None and folds.every_fold(cfg):
-        return [run_dir for fold_cfg in folds.fold_configs(cfg) for run_dir in bench(fold_cfg)]
-    run_dirs = []
-    for seed in cfg.seeds:
-        seed_cfg = cfg.copy()
-        seed_cfg.seed = int(seed)
-        run_dirs.append(train_one(seed_cfg, resume=resume, resume_ckpt=resume_ckpt))
-    return run_dirs
 
 
 def test_run(run_dir: Path, kind: str = "best") -> dict:

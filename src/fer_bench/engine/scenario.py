@@ -30,7 +30,7 @@ from fer_bench.engine.resume import SCENARIO_CKPT, read_checkpoint
 from fer_bench.engine.runner import new_run_dir
 from fer_bench.engine.scenario_steps import evaluate, fit_step, step_data, update_memory
 from fer_bench.methods import predictions as P
-from fer_bench.methods.continual.module.module import Continual, check_config
+from fer_bench.methods.continual.module import Continual, check_config
 from fer_bench.metrics import continual as clm
 from fer_bench.metrics.classification import (
     accuracy_from_confmat,

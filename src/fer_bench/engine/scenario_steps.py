@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader, Subset
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.scenario import Scenario, StepData
 from fer_bench.engine.runner import build_trainer, load_weights
-from fer_bench.methods.continual.module.memory import budget, per_class
+from fer_bench.methods.continual.memory import budget, per_class
 
 
 def val_split(cfg) -> str:

@@ -17,7 +17,7 @@ import torch
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.scenario import Scenario, StepData
 from fer_bench.engine.scenario_steps import fit_step, infer
-from fer_bench.methods.continual.module.module import Continual
+from fer_bench.methods.continual.module import Continual
 
 
 def scores(preds: np.ndarray, labels: np.ndarray, new: int) -> dict[str, float]:

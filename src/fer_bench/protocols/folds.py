@@ -34,13 +34,6 @@ def fold_configs(cfg: DictConfig) -> list[DictConfig]:
     return configs
 
 
-def tag(cfg: DictConfig) -> dict[str, int]:
-    """``{"fold": f}`` for a run on subject folds (fold 0 when unset, as the readers take it), else empty."""
-    if cfg.data.folds is None:
-        return {}
-    return {"fold": 0 if cfg.data.fold is None else int(cfg.data.fold)}
-
-
 def summary_lines(run_dirs: list[Path]) -> list[str]:
     """Console lines: per recipe (the run name before ``-fold<f>``), the test metrics of the best and last
     checkpoints as mean ± std over its fold runs among ``run_dirs`` (every fold and seed); nothing for runs

@@ -15,7 +15,7 @@ from pathlib import Path
 import pandas as pd
 
 from fer_bench.atomic import atomic_write_text
-from fer_bench.engine.faults import fault_point
+from fer_bench.faults import fault_point
 
 LEAD_COLUMNS = ["run_id", "suite", "name", "method", "data", "seed", "ckpt", "selection", "test/acc", "test/uar",
                 "test/f1"]

@@ -42,10 +42,10 @@ from fer_bench.deploy.inference import RunModel
 from fer_bench.engine.runner import build_method, build_trainer
 from fer_bench.methods import predictions
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.clip_gfer.module.losses import diversity_loss, separation_loss
-from fer_bench.methods.multitask.module.net import expression_loss, va_loss
+from fer_bench.methods.clip_gfer.losses import diversity_loss, separation_loss
+from fer_bench.methods.multitask.net import expression_loss, va_loss
 from fer_bench.methods.optim import build_optimizer
-from fer_bench.methods.qcs.module.net import qcs_loss
+from fer_bench.methods.qcs.net import qcs_loss
 from fer_bench.models.sam import SAM
 from fer_bench.results import compare
 from fer_bench.results.prediction_sets import Side

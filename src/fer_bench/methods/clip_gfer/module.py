@@ -14,8 +14,8 @@ from omegaconf import OmegaConf
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.clip_gfer.module.losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
-from fer_bench.methods.clip_gfer.module.net import CafeNet, MaskNet
+from fer_bench.methods.clip_gfer.losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
+from fer_bench.methods.clip_gfer.net import CafeNet, MaskNet
 from fer_bench.models.clip_tower import ClipImageTower, create_clip_vit
 
 VARIANTS = ("cafe", "linear_probe", "finetune")

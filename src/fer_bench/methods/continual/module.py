@@ -19,7 +19,7 @@ from torch import nn
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.continual.module.memory import ReplayMemory
+from fer_bench.methods.continual.memory import ReplayMemory
 from fer_bench.methods.optim import build_optimizer, build_scheduler
 from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import ExpandableHead

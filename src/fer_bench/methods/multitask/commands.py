@@ -14,7 +14,7 @@ def extract_command(args: list[str]) -> None:
     run, args = pop_arg(args, "run")
     kind, args = pop_arg(args, "ckpt", "best")
     out, args = pop_arg(args, "out")
-    from fer_bench.methods.multitask.module.downstream import extract
+    from fer_bench.methods.multitask.downstream import extract
 
     started = time.time()
     path = extract.command(run, kind, out, args)
@@ -28,10 +28,10 @@ def downstream_command(args: list[str]) -> None:
     if not features:
         raise ConfigError("usage: fer-bench downstream features=<file.parquet> task=expr|va|au|intensity|ce "
                           "[key=value ...]")
-    from fer_bench.methods.multitask.module.config import HeadConfig
+    from fer_bench.methods.multitask.config import HeadConfig
 
     head_cfg = dataclass_overrides(HeadConfig, args, "fer-bench downstream")
-    from fer_bench.methods.multitask.module.downstream import extract, tasks
+    from fer_bench.methods.multitask.downstream import extract, tasks
 
     settings = tasks.resolve(head_cfg)
     table, meta = extract.read_features(features)
@@ -46,7 +46,10 @@ def downstream_command(args: list[str]) -> None:
 
 
 def convert_command(args: list[str]) -> None:
-    """``fer-bench convert format=hsemotion``: a pickled HSEmotion model as a state_dict + metadata."""
+    """``fer-bench convert format=hsemotion``: a pickled HSEmotion model as a state_dict + metadata
+    (``backbone=ddamfn``: an official DDAMNet checkpoint)."""
+    if "backbone=ddamfn" in args:
+        return convert_ddamnet_command(args)
     usage = ("fer-bench convert src=<pickled model.pt> backbone=<name> out=<weights.pt> [input_size=N] "
              "[mean=R,G,B] [std=R,G,B] --trust-pickle")
     trusted = "--trust-pickle" in args
@@ -55,7 +58,7 @@ def convert_command(args: list[str]) -> None:
     if not trusted:
         raise ConfigError(f"{a['src']} is a whole pickled model: loading it runs code the file names. Add "
                           "--trust-pickle if it comes from a source you trust (e.g. the official HSEmotion release).")
-    from fer_bench.methods.multitask.module import convert
+    from fer_bench.methods.multitask import convert
 
     started = time.time()
     net, meta = convert.convert(a["src"], a["backbone"], a["out"], int(a["input_size"]) if a["input_size"] else None,
@@ -66,3 +69,14 @@ def convert_command(args: list[str]) -> None:
           f"{time.time() - started:.1f} s\n"
           f"use: fer-bench predict weights={a['out']} input=... out=preds.csv | method.weights={a['out']}")
 
+
+
+def convert_ddamnet_command(args: list[str]) -> None:
+    usage = "fer-bench convert src=<DDAMNet checkpoint.pth> backbone=ddamfn out=<state_dict.pt> [--trust-pickle]"
+    trusted = "--trust-pickle" in args
+    a = verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "backbone", "out"), {})
+    from fer_bench.methods.multitask import ddamfn_convert
+
+    net = ddamfn_convert.convert_ddamnet(a["src"], a["out"], trust_pickle=trusted)
+    print(f"{a['out']}: ddamfn ({len(net.backbone.heads)} heads) + Linear(512, {net.num_classes} + 2); "
+          f"use backbone.name=ddamfn method.weights={a['out']}")

@@ -28,7 +28,7 @@ import torch
 from torch import nn
 
 from fer_bench import labels as L
-from fer_bench.methods.multitask.module.net import MultitaskNet, build_multitask_net
+from fer_bench.methods.multitask.net import MultitaskNet, build_multitask_net
 from fer_bench.models import preprocessing, weights_file
 
 # modules resolved normally (pickle protocol 2 names builtins and copyreg by their Python 2 names)

@@ -28,9 +28,9 @@ from fer_bench import labels as L
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.data.transforms import eval_transform
 from fer_bench.methods.base import STAGES, FERMethod
-from fer_bench.methods.multitask.module.downstream import tasks
-from fer_bench.methods.multitask.module.downstream.extract import embed_loader
-from fer_bench.methods.multitask.module.net import build_from_config, class_weights, multitask_loss
+from fer_bench.methods.multitask.downstream import tasks
+from fer_bench.methods.multitask.downstream.extract import embed_loader
+from fer_bench.methods.multitask.net import build_from_config, class_weights, multitask_loss
 from fer_bench.methods.optim import build_optimizer
 from fer_bench.metrics import AUF1, CCC, ClassificationMetrics, tune_thresholds
 from fer_bench.metrics.classification import f1_from_confmat

@@ -1,5 +1,5 @@
 """Import of the released QCS / DCS checkpoints (Wang et al., AAAI 2025; https://github.com/birdwcp/QCS, commit
-293f28f) into fer-bench's :class:`~fer_bench.methods.qcs.module.net.QCSNet`.
+293f28f) into fer-bench's :class:`~fer_bench.methods.qcs.net.QCSNet`.
 
 The official training scripts save ``{"epoch", "state_dict", "best_acc", "optimizer", "recorder_m", "recorder"}``
 with ``torch.save``: the state_dict of ``nn.DataParallel(pyramid_trans_expr)`` (keys prefixed ``module.``) next to
@@ -36,7 +36,7 @@ from torch import nn
 
 from fer_bench.atomic import atomic_save
 from fer_bench.labels import class_names
-from fer_bench.methods.qcs.module.net import QCSNet
+from fer_bench.methods.qcs.net import QCSNet
 from fer_bench.models.ir50 import IR50Trunk
 
 OFFICIAL_HEADS = 8  # vit_model_*cls.py: Attention sets self.num_heads = 8 whatever it is given
@@ -94,7 +94,7 @@ def read_official(path: str | Path, trust_pickle: bool = False) -> dict[str, tor
                 f"{path} holds pickled objects besides tensors (the official checkpoints pickle their recorders): "
                 f"loading it runs code the file names. Add --trust-pickle if it comes from a source you trust "
                 f"(e.g. the QCS release). ({str(e).splitlines()[0]})") from None
-        from fer_bench.methods.multitask.module.convert import (
+        from fer_bench.methods.multitask.convert import (
             STANDIN_PICKLE,  # the stand-in unpickler of the HSEmotion converter
         )
 

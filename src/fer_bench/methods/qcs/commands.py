@@ -9,7 +9,7 @@ def convert_command(args: list[str]) -> None:
     usage = ("fer-bench convert format=qcs src=<QCS checkpoint> labels=rafdb|ferplus|affectnet out=<state_dict.pt> "
              "[--trust-pickle]")
     a = verb_args([x for x in args if x != "--trust-pickle"], usage, ("src", "labels", "out"), {})
-    from fer_bench.methods.qcs.module import checkpoint_import as qcs_import
+    from fer_bench.methods.qcs import checkpoint_import as qcs_import
 
     done = qcs_import.convert_checkpoint(a["src"], a["out"], a["labels"], trust_pickle="--trust-pickle" in args)
     keys = " ".join(f"{k}={v}" for k, v in done.arch.config_overrides().items())

@@ -12,7 +12,7 @@ import torch
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.qcs.module.net import build_qcs_net, qcs_loss
+from fer_bench.methods.qcs.net import build_qcs_net, qcs_loss
 from fer_bench.models.backbones import load_state_dict_file
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)

@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.methods.qcs.module.csa import CrossSimilarityAttention
+from fer_bench.methods.qcs.csa import CrossSimilarityAttention
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
 from fer_bench.models.vit import SEHead, ViT
 

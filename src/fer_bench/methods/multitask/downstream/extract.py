@@ -27,7 +27,7 @@ from fer_bench.data.datamodule import FERDataset
 from fer_bench.data.readers import read_records
 from fer_bench.data.splits import assign_splits, load_splits
 from fer_bench.data.transforms import eval_transform
-from fer_bench.methods.multitask.module.net import MultitaskNet, build_from_config
+from fer_bench.methods.multitask.net import MultitaskNet, build_from_config
 from fer_bench.models.backbones import BackboneInfo
 
 META_KEY = b"fer_bench"

@@ -23,8 +23,8 @@ import torch
 from torch import Tensor
 
 from fer_bench import labels as L
-from fer_bench.methods.multitask.module.downstream import compound, keras, smoothing
-from fer_bench.methods.multitask.module.net import class_weights
+from fer_bench.methods.multitask.downstream import compound, keras, smoothing
+from fer_bench.methods.multitask.net import class_weights
 from fer_bench.metrics import abaw, accuracy, ccc, ccc_loss, macro_f1, tune_thresholds
 
 TASK_DEFAULTS: dict[str, dict] = {

@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from fer_bench.methods.multitask.module import convert
-from fer_bench.methods.multitask.module.net import MultitaskNet
+from fer_bench.methods.multitask import convert
+from fer_bench.methods.multitask.net import MultitaskNet
 from fer_bench.models import ddamfn
 from fer_bench.models.backbones import state_mismatch, strip_prefixes
 

@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from omegaconf import DictConfig, OmegaConf
 
@@ -33,15 +32,12 @@ from fer_bench.data.synthetic import SynthSpec
 from fer_bench.data.transforms import ReversedChannels
 from fer_bench.methods import predictions as P
 from fer_bench.metrics.classification import accuracy_from_confmat, confusion_matrix, f1_from_confmat, uar_from_confmat
-from fer_bench.results import leaderboard
-from fer_bench.results.plots import heatmap_png
 
 log = logging.getLogger(__name__)
 
 SYNTHETIC = "synthetic"
 RUN_KEYS = ("batch_size", "eval_batch_size", "num_workers", "pin_memory", "persistent_workers", "cache_dir",
             "on_error", "check")
-TARGETS_MEAN = "targets mean"
 
 
 @dataclass(frozen=True)
@@ -180,41 +176,3 @@ def bgr_input(cfg: DictConfig, target: str) -> bool:
     """Whether ``target`` is scored on channel-reversed images (``eval.target_color=bgr``)."""
     e = cfg.eval
     return e.target_color == "bgr" and (not e.color_targets or target in e.color_targets)
-
-
-def domain_matrix(rows: pd.DataFrame) -> pd.DataFrame:
-    """Mean accuracy over seeds: rows = training sets, columns = test sets (a training set's own column is its
-    test split's ``test/acc``), plus the mean over each row's other sets."""
-    cells = []
-    for _, row in rows.iterrows():
-        scores = {row["train_set"]: row["test/acc"]}
-        scores |= {c.split("/")[1]: row[c] for c in rows.columns
-                   if c.startswith("xdom/") and c.endswith("/acc") and pd.notna(row[c])}
-        cells.append({"train_set": row["train_set"], **scores})
-    table = pd.DataFrame(cells).groupby("train_set", sort=False).mean()
-    train_sets = list(table.index)
-    table = table[train_sets + [c for c in table.columns if c not in train_sets]]
-    others = [table.loc[t].drop(t).mean() for t in table.index]
-    return table.assign(**{TARGETS_MEAN: others})
-
-
-def write_matrices(results_dir: Path) -> list[Path]:
-    """``xdom_<name>.csv`` and ``.png`` per run name (and suite) of the leaderboard's cross-domain rows."""
-    board = leaderboard.read(results_dir)
-    if "train_set" not in board:
-        return []
-    # the selected checkpoint: val-selected (corrected) or test-selected (faithful), never in one matrix
-    selected = board["ckpt"].isin(["best", "best_test_epoch"]) & board["train_set"].notna()
-    rows = leaderboard.with_protocol(board[selected])
-    keys = [k for k in ("suite", "name") if k in rows] or ["method"]
-    # a column no row fills is read back as float NaN: make it text before filling the gaps
-    rows = rows.assign(**{k: rows[k].astype("string").fillna("").astype(str) for k in keys})
-    written = []
-    for key, group in rows.groupby([*keys, "protocol"]):
-        label = "_".join(part for part in key[:-1] if part) + ("_faithful" if key[-1] == "faithful" else "")
-        matrix = domain_matrix(group)
-        csv = Path(results_dir) / f"xdom_{label}.csv"
-        matrix.to_csv(csv, float_format="%.4f")
-        title = f"{label}: test accuracy (mean of {len(group)} run(s))"
-        written += [csv, heatmap_png(matrix, csv.with_suffix(".png"), title, "test set", "training set")]
-    return written
