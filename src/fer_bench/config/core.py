@@ -408,6 +408,8 @@ def build_config(overrides: list[str] | None = None) -> DictConfig:
     cfg.data.name = data_name
 
     exp_path = root / "experiments" / f"{method}.yaml"
+    if not exp_path.is_file():  # a plugin method ships its own experiment file
+        exp_path = _method_spec(method).experiment_file() or exp_path
     experiment = _load_yaml(exp_path, "experiment", root / "experiments")
     profiles = experiment.pop("profiles", None) or {}
     faithful_block = experiment.pop("faithful", None)

@@ -8,6 +8,8 @@ and the generic tests ask the spec — no code outside ``methods/<key>/`` names 
 from __future__ import annotations
 
 import importlib
+from importlib import resources
+from pathlib import Path
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
@@ -45,6 +47,8 @@ class MethodSpec:
     (verb → ``"module:function"`` taking the argument list). ``converters``: checkpoint formats for ``fer-bench convert
     format=…`` (format → ``"module:function"`` taking the argument list). ``perf``: the module holding the method's
     side of ``fer-bench perf`` (``BACKBONE_KEY``, ``plain_loss``, optionally ``fitted`` and ``targets``).
+    ``experiment``: ``"package:file.yaml"``, the method's experiment YAML (profiles, faithful block) when the project
+    has no ``experiments/<key>.yaml`` (a plugin ships its own).
     """
 
     key: str
@@ -58,6 +62,7 @@ class MethodSpec:
     commands: MappingProxyType | dict[str, str] = field(default_factory=dict)
     converters: MappingProxyType | dict[str, str] = field(default_factory=dict)
     perf: str | None = None
+    experiment: str | None = None
 
     def __post_init__(self) -> None:
         if self.loop not in LOOPS:
@@ -91,6 +96,13 @@ class MethodSpec:
         """Raise ``ValueError`` for a config this method refuses (no-op without a ``check``)."""
         if self.check:
             load_reference(self.check)(cfg)
+
+    def experiment_file(self) -> Path | None:
+        """The experiment YAML the spec ships (``experiment``), or ``None``."""
+        if not self.experiment:
+            return None
+        package, _, name = self.experiment.partition(":")
+        return Path(str(resources.files(package).joinpath(name)))
 
     def perf_side(self):
         """The module with the method's perf hooks, or ``None``."""
