@@ -8,9 +8,9 @@ and the generic tests ask the spec — no code outside ``methods/<key>/`` names 
 from __future__ import annotations
 
 import importlib
+from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any, Literal
 
