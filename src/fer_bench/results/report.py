@@ -80,7 +80,7 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
     table = leaderboard.with_protocol(table)
     plots_dir = out.parent / f"{out.stem}_plots"
     report = Report("", {"leaderboard": leaderboard.summary(table)})
-    per_class, domains, sections, run_links, missing = {}, {}, {"confusion": [], "continual": []}, [], []
+    per_class, domains, sections, run_links, missing = {}, {}, {"confusion": [], "acc_matrix": []}, [], []
     for keys, group in table.groupby(GROUP, sort=True):
         label = _label(*keys[1:]) + (" (faithful)" if keys[0] == "faithful" else "")
         chosen = _selected(group)
@@ -108,7 +108,7 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
                                       plots_dir / f"{_slug(label)}-acc_matrix.png",
                                       f"{label}: R over {len(matrices)} class order(s)")
             report.images[f"acc_matrix/{label}"] = png
-            sections["continual"].append(f"**{label}** ({len(matrices)} order(s))\n\n![{label}]({_link(png, out)})")
+            sections["acc_matrix"].append(f"**{label}** ({len(matrices)} order(s))\n\n![{label}]({_link(png, out)})")
         for d in dirs:
             pngs = sorted((d / "plots").glob("*.png"))
             if pngs:
@@ -116,7 +116,7 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
                                  + " · ".join(f"[{p.stem}]({_link(p, out)})" for p in pngs))
     parts = [f"# fer-bench report\n\n{time.strftime('%Y-%m-%d %H:%M')} from `{results_dir / 'leaderboard.csv'}` "
              f"({len(table)} rows, {table['run_id'].nunique()} runs). Tables and pictures use the val-selected "
-             "checkpoint (`best`; `final` for continual runs; `best_test_epoch` for faithful runs, marked).\n",
+             "checkpoint (`best`; `final` for scenario runs such as continual; `best_test_epoch` for faithful runs, marked).\n",
              "## Leaderboard (mean ± std over seeds)\n",
              *leaderboard.protocol_sections(report.tables["leaderboard"], "###"),
              leaderboard.init_footnotes(table), ""]
@@ -132,7 +132,7 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
             parts += [f"## {title}\n", shown.to_markdown(floatfmt=".3f", missingval="–"), "",
                       f"![{key}]({_link(png, out)})", ""]
     for key, title in (("confusion", "Confusion matrices (rows: true class; summed over seeds)"),
-                       ("continual", "Continual accuracy matrices R (mean over class orders)")):
+                       ("acc_matrix", "Accuracy matrices R of scenario runs (mean over class orders)")):
         if sections[key]:
             parts += [f"## {title}\n", "\n\n".join(sections[key]), ""]
     domain_pngs = sorted(Path(results_dir).glob("xdom_*.png"))  # bench.cross_domain: train set x test set
