@@ -49,8 +49,7 @@ from fer_bench.results.provenance import provenance
 def method_class(cfg: DictConfig) -> type[ScenarioMethod]:
     """The module class of ``cfg.method.name``, which must implement the scenario hooks."""
     spec = spec_of(cfg.method.name)
-    cls = spec.module_class()
-    if spec.loop != "scenario" or not issubclass(cls, ScenarioMethod):
+    if spec.loop != "scenario" or not issubclass(cls := spec.module_class(), ScenarioMethod):
         raise TypeError(f"method {spec.key!r} is not a scenario method: its spec needs loop='scenario' and its "
                         f"module ({spec.module}) must subclass fer_bench.methods.scenario.ScenarioMethod")
     return cls
