@@ -41,7 +41,7 @@ class ToyScenario(ScenarioMethod):
     @classmethod
     def scenario_of(cls, cfg):
         records, _ = read_records(cfg.data)
-        return build_scenario(class_keys(records, "basic6"), "basic6", cfg.seed, 10, 42, 1, 3)  # 3 steps: 6 + 1 + 1 classes
+        return build_scenario(class_keys(records, "basic6"), "basic6", cfg.seed, 10, 42, 1, 3)  # 6 + 1 + 1
 
     def data_needs(self) -> DataNeeds:
         return DataNeeds(self.cfg.data.image_size, (0.5,) * 3, (0.5,) * 3)
