@@ -14,11 +14,11 @@ from fer_bench.config import build_config
 from fer_bench.data.samplers import TaskSampler
 from fer_bench.data.scenario import build_scenario, class_keys, class_orders
 from fer_bench.engine import scenario as continual_runner
+from fer_bench.methods.continual.fewshot import scores as fewshot_scores
 from fer_bench.methods.continual.memory import ReplayMemory, budget, per_class
 from fer_bench.methods.continual.module import Continual, kd_gamma, kd_loss
 from fer_bench.metrics import continual as clm
 from fer_bench.models.heads import ExpandableHead
-from fer_bench.protocols.fewshot import scores as fewshot_scores
 
 GAMMA_TABLE = [.1000, .0764, .0584, .0446, .0341, .0261, .0199, .0152, .0116, .0089, .0068, .0052, .0040, .0030,
                .0023]

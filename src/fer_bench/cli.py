@@ -136,11 +136,11 @@ def cmd_bench(args: list[str]) -> None:
 
 def cmd_train(args: list[str]) -> None:
     cfg = build_config(args)
-    from fer_bench.engine import runner
     from fer_bench.engine.ddp_wait import explained_timeouts
+    from fer_bench.protocols.benchmark import train
 
     with explained_timeouts(cfg):
-        run_dir = runner.train_one(cfg, test=False)
+        run_dir = train(cfg, test=False)
     print(f"run {run_dir}")
     if line := skipped_line(run_dir):
         print(line)

@@ -135,10 +135,9 @@ def train_one(cfg: DictConfig, resume: Path | None = None, test: bool = True, re
     """Train one seed; with ``test``, test best and last checkpoints, write metrics.json and leaderboard rows.
     ``resume``: continue that run directory (checked and recorded by ``fer_bench.engine.resume``) from ``resume_ckpt``
     (default: its last checkpoint; none yet: from the first epoch, splits drawn again)."""
-    if spec_of(cfg.method.name).loop == "scenario":  # every step is tested as the scenario goes; test never selects
-        from fer_bench.engine import scenario
-
-        return scenario.run(cfg, resume)
+    if spec_of(cfg.method.name).loop == "scenario":  # engine/scenario.py runs it (protocols/benchmark.py dispatches)
+        raise ValueError(f"method {cfg.method.name!r} trains as a scenario of steps: run it with "
+                         "fer_bench.engine.scenario.run, not the fit loop")
     targets = cross_domain.resolve_targets(cfg) if test else []  # eval_on: checked before training
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     run_dir = resume or new_run_dir(cfg)

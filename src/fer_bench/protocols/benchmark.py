@@ -11,6 +11,15 @@ from fer_bench.methods import spec_of
 from fer_bench.protocols import folds
 
 
+def train(cfg: DictConfig, test: bool = True) -> Path:
+    """``fer-bench train``: one seed by the method's loop (a scenario tests every step as it goes: ``test`` is moot)."""
+    if spec_of(cfg.method.name).loop == "scenario":
+        from fer_bench.engine import scenario
+
+        return scenario.run(cfg)
+    return train_one(cfg, test=test)
+
+
 def bench(cfg: DictConfig, resume: Path | None = None, resume_ckpt: Path | None = None) -> list[Path]:
     """Train and test every seed in ``cfg.seeds`` and every subject fold (``protocols/folds.py``); a resumed run:
     its one seed and fold, from ``resume_ckpt``."""

@@ -4,23 +4,28 @@ arXiv 2308.06197; AngusMaiden/complex-FER).
 One LightningModule for the method and its baselines; a ``Strategy`` only switches distillation and the memory's
 selection rule. The module owns the student (backbone + expandable head), the frozen base-model teacher, the replay
 memory and the scenario position; all of them travel in checkpoints (``on_save_checkpoint``), so a killed run
-resumes mid-scenario and ``ddp_spawn`` ranks receive the same state. The step loop lives in
-``bench/continual_runner.py``; one ``Trainer.fit`` per step.
+resumes mid-scenario and ``ddp_spawn`` ranks receive the same state. The step loop is the engine's scenario loop
+(``fer_bench.engine.scenario``); this module supplies its hooks (``fer_bench.methods.scenario.ScenarioMethod``),
+whose bodies live in ``steps.py`` (step data, fit plan, memory update) and ``fewshot.py`` (the few-shot phase).
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.data.datamodule import DataNeeds
-from fer_bench.methods.base import FERMethod
+from fer_bench.data.datamodule import DataNeeds, FERDataModule
+from fer_bench.data.readers import read_records
+from fer_bench.data.scenario import Scenario, StepData, build_scenario, class_keys
+from fer_bench.methods.continual import fewshot, steps
 from fer_bench.methods.continual.memory import ReplayMemory
 from fer_bench.methods.optim import build_optimizer, build_scheduler
+from fer_bench.methods.scenario import FitStage, ScenarioMethod, StageFit
 from fer_bench.models import backbones, preprocessing
 from fer_bench.models.heads import ExpandableHead
 
@@ -83,7 +88,7 @@ def kd_loss(student: torch.Tensor, teacher: torch.Tensor | None, labels: torch.T
     return (1 - gamma) * cls + gamma * kd, cls, kd
 
 
-class Continual(FERMethod):
+class Continual(ScenarioMethod):
     def __init__(self, cfg, class_names, base_classes: int | None = None):
         super().__init__(cfg, class_names)
         m = cfg.method
@@ -145,7 +150,58 @@ class Continual(FERMethod):
             return []
         return [m for m in self.backbone.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
 
-    # scenario ---------------------------------------------------------------------------------------------------
+    # scenario hooks (fer_bench.methods.scenario) ---------------------------------------------------------------
+    @classmethod
+    def scenario_of(cls, cfg) -> Scenario:
+        """The class-incremental scenario of this run: its class order is ``cfg.seed`` (< ``method.n_orders``)."""
+        m = cfg.method
+        check_config(m)
+        records, _ = read_records(cfg.data)
+        return build_scenario(class_keys(records, m.base_space), m.base_space, cfg.seed, m.n_orders, m.order_seed,
+                              m.increment, m.max_steps)
+
+    @classmethod
+    def shares_base(cls, cfg) -> bool:
+        return bool(cfg.method.share_base)
+
+    def step_data(self, dm: FERDataModule, scenario: Scenario, step: int) -> StepData:
+        return steps.step_data(self, dm, scenario, step)
+
+    def fit_plan(self, step: int) -> list[FitStage]:
+        return steps.fit_plan(self, step)
+
+    def after_step(self, dm: FERDataModule, scenario: Scenario, step: int) -> None:
+        steps.update_memory(self, dm, scenario, step)
+
+    def stops_after(self) -> int | None:
+        return self.cfg.method.stop_after
+
+    def base_state(self) -> dict:
+        return {"backbone": self.backbone.state_dict(), "head": self.head.state_dict()}
+
+    def load_base_state(self, state: dict) -> None:
+        self.backbone.load_state_dict(state["backbone"])
+        self.head.load_state_dict(state["head"])
+
+    def after_scenario(self, run_dir: Path, scenario: Scenario, fit: StageFit) -> dict[str, dict[str, float]]:
+        """The few-shot phase (``method.fewshot.enabled``), from the run's base model."""
+        enabled = self.cfg.method.fewshot.enabled
+        return {"fewshot": fewshot.run_fewshot(self, run_dir, scenario, fit) if enabled else {}}
+
+    def row_label(self) -> str:
+        return f"continual/{self.cfg.method.strategy}"
+
+    def selection_note(self) -> str:
+        return "test fold per step (faithful; optimistic)" if self.cfg.method.protocol == "faithful" \
+            else "val per step"
+
+    def summary_facts(self) -> dict:
+        return {"strategy": self.cfg.method.strategy,
+                "memory_per_class": {str(c): len(v) for c, v in self.memory.slots.items()}}
+
+    def wants_gradcam(self) -> bool:
+        return bool(self.cfg.method.gradcam)
+
     def begin_step(self, step: int, new_classes: int) -> None:
         """Enter ``step``: from step 1 on, snapshot the base model as teacher (once), grow the head by
         ``new_classes`` and set the trainable parameters."""
@@ -188,10 +244,6 @@ class Continual(FERMethod):
         self.head.resize(state["num_outputs"])
         self.step = state["step"]
         self.memory.load_state_dict(state["memory"])
-
-    def load_scenario_checkpoint(self, checkpoint: dict) -> None:
-        self.on_load_checkpoint(checkpoint)
-        self.load_state_dict(checkpoint["state_dict"])
 
     def on_train_start(self) -> None:
         """Enter training mode (``train`` above: frozen BatchNorm after step 0, teacher in eval). Lightning keeps

@@ -1,5 +1,5 @@
-"""Few-shot phase (AngusMaiden/complex-FER): from the base model, learn one compound class from K shots (repeated
-per epoch, distillation at γ0, no replay), then score it two ways, both reported:
+"""Few-shot phase (AngusMaiden/complex-FER), run after the scenario: from the base model, learn one compound class
+from K shots (repeated per epoch, distillation at γ0, no replay), then score it two ways, both reported:
 
 - ``fewshot_paper``: accuracy on the new class's test images only (the official metric: no negatives, so an
   "always the new class" model scores 100 %);
@@ -16,8 +16,8 @@ import torch
 
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.scenario import Scenario, StepData
-from fer_bench.engine.scenario_steps import fit_step, infer
-from fer_bench.methods.continual.module import Continual
+from fer_bench.methods.inference import infer
+from fer_bench.methods.scenario import BASE_CKPT, FitStage, StageFit
 
 
 def scores(preds: np.ndarray, labels: np.ndarray, new: int) -> dict[str, float]:
@@ -34,16 +34,15 @@ def scores(preds: np.ndarray, labels: np.ndarray, new: int) -> dict[str, float]:
     }
 
 
-def _one_class(cfg, run_dir: Path, scenario: Scenario, compound: str, shots: int) -> dict[str, float]:
+def _one_class(module_class, cfg, run_dir: Path, scenario: Scenario, compound: str, shots: int,
+               fit: StageFit) -> dict[str, float]:
     base = scenario.step_sizes[0]
     rest = [c for c in scenario.classes[base:] if c != compound]
     classes = [*scenario.classes[:base], compound, *rest]  # same rows as the run, so its saved splits apply
     fs_cfg = cfg.copy()
     fs_cfg.method.strategy = "kd_only"  # distillation, no replay
-    method = Continual(fs_cfg, classes, base_classes=base)
-    weights = torch.load(run_dir / "checkpoints" / "base.ckpt", map_location="cpu", weights_only=True)
-    method.backbone.load_state_dict(weights["backbone"])
-    method.head.load_state_dict(weights["head"])
+    method = module_class(fs_cfg, classes, base_classes=base)
+    method.load_base_state(torch.load(run_dir / "checkpoints" / BASE_CKPT, map_location="cpu", weights_only=True))
     method.begin_step(1, 1)
     needs = method.data_needs()
     needs.classes = tuple(classes)
@@ -60,22 +59,24 @@ def _one_class(cfg, run_dir: Path, scenario: Scenario, compound: str, shots: int
     dm.step = StepData(seen=base + 1, fixed=np.repeat(picked, f.repeats), batch_size=f.batch_size,
                        seed=cfg.seed, val_split="test" if faithful else "val",
                        eval_only=[base] if faithful else None)
-    fit_step(fs_cfg, method, dm, run_dir, f"fewshot_{shots}shot_{compound.replace(' ', '_')}",
-             f.epochs, "val/acc")
+    fit(method, dm, FitStage(f"fewshot_{shots}shot_{compound.replace(' ', '_')}", f.epochs, "val/acc",
+                             patience=cfg.method.patience))
     test = dm.datasets["test"]
     index = np.flatnonzero(test.label.numpy() <= base)
     preds = infer(method, test, index, lambda x: method.logits(x).argmax(dim=1)).long().numpy()
     return scores(preds, test.label.numpy()[index], base)
 
 
-def run_fewshot(cfg, run_dir: Path, scenario: Scenario) -> dict[str, float]:
-    """Mean over the first ``fewshot.classes`` compounds of the order, per shot count, under labelled keys."""
+def run_fewshot(method, run_dir: Path, scenario: Scenario, fit: StageFit) -> dict[str, float]:
+    """Mean over the first ``fewshot.classes`` compounds of the order, per shot count, under labelled keys; each
+    from a fresh module of ``method``'s class that starts from the run's ``base.ckpt``."""
+    cfg = method.cfg
     f = cfg.method.fewshot
     base = scenario.step_sizes[0]
     compounds = list(scenario.classes[base:])[: f.classes or None]
     out = {}
     for shots in f.shots:
-        per_class = [_one_class(cfg, run_dir, scenario, c, shots) for c in compounds]
+        per_class = [_one_class(type(method), cfg, run_dir, scenario, c, shots, fit) for c in compounds]
         for key in per_class[0]:
             family, name = key.split("_", 1)
             out[f"fewshot_{family}/{shots}shot_{name}"] = float(np.mean([p[key] for p in per_class]))
