@@ -30,7 +30,7 @@ from fer_bench.engine.resume import SCENARIO_CKPT, read_checkpoint
 from fer_bench.engine.runner import new_run_dir
 from fer_bench.engine.scenario_steps import evaluate, fit_step, step_data, update_memory
 from fer_bench.methods import predictions as P
-from fer_bench.methods.continual.module import Continual, check_config
+from fer_bench.methods.continual.module import Continual
 from fer_bench.metrics import continual as clm
 from fer_bench.metrics.classification import (
     accuracy_from_confmat,
@@ -68,7 +68,6 @@ def _save(method: Continual, path: Path, extra: dict) -> None:
 def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = None) -> Path:
     """Run (or resume) one class order's scenario; returns the run directory. ``base_from``: a ``base.ckpt`` whose
     base model replaces step 0's training (``method.share_base``)."""
-    check_config(cfg.method)
     run_dir = resume or new_run_dir(cfg)
     scenario = scenario_of(cfg)
     ckpt = run_dir / "checkpoints" / SCENARIO_CKPT
