@@ -33,20 +33,19 @@ def choice_fields(schema: Any, prefix: str = "") -> dict[str, tuple]:
     return found
 
 
-def refusal(key: str, value: Any, allowed: tuple | list, source: str = "") -> str:
+def refusal(key: str, value: Any, allowed: tuple | list) -> str:
     """The message for ``key=value`` outside ``allowed``: the choices and the closest one."""
     shown = ", ".join("null" if a is None else str(a) for a in allowed)
     close = difflib.get_close_matches(str(value), [str(a) for a in allowed if a is not None], n=1, cutoff=0.5)
     hint = f"; did you mean '{close[0]}'?" if close else ""
-    where = f" (from {source})" if source else ""
-    return f"config key '{key}' = {value!r}{where} is not one of: {shown}{hint}"
+    return f"config key '{key}' = {value!r} is not one of: {shown}{hint}"
 
 
-def check_choices(cfg: Any, schema: Any, prefix: str = "") -> None:
+def check_choices(cfg: Any, schema: Any) -> None:
     """Raise :class:`ConfigError` for the first choice-valued key of ``cfg`` (a merged config) whose value is not
     among the choices declared on ``schema`` (the dataclass instance it was built from)."""
-    for key, allowed in choice_fields(schema, prefix).items():
-        value = _select(cfg, key[len(prefix):])
+    for key, allowed in choice_fields(schema).items():
+        value = _select(cfg, key)
         if value is not MISSING and value not in allowed:
             raise ConfigError(refusal(key, value, allowed))
 
