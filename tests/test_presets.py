@@ -1,8 +1,10 @@
 """Trainer presets (``trainer.preset=``) and the config of a resumed run."""
 
 import pytest
+import yaml
 
 from fer_bench.config import TRAINER_PRESETS, ConfigError, build_config, resume_config, to_yaml
+from fer_bench.config.presets import PRESETS_FILE
 
 
 def test_ddp_sim_is_two_cpu_processes_and_the_command_line_wins():
@@ -14,6 +16,15 @@ def test_ddp_sim_is_two_cpu_processes_and_the_command_line_wins():
     assert build_config(["trainer.preset=ddp"]).trainer.timeout_s == 1800
     with pytest.raises(ConfigError, match="unknown preset; presets: cpu, gpu, ddp, ddp_sim"):
         build_config(["trainer.preset=tpu"])
+    with pytest.raises(ConfigError, match="'trainer.preset' = 'ddp_sm'.*did you mean 'ddp_sim'"):
+        build_config(["trainer.preset=ddp_sm"])
+
+
+def test_presets_are_the_yaml_file_and_a_profile_keeps_its_values_under_them():
+    assert TRAINER_PRESETS == yaml.safe_load(PRESETS_FILE.read_text())
+    t = build_config(["method=qcs", "profile=gpu", "trainer.preset=cpu"]).trainer
+    assert (t.accelerator, t.precision, t.timeout_s) == ("cpu", "32-true", 120)  # the preset over the profile
+    assert build_config(["method=qcs", "profile=gpu", "trainer.preset=ddp"]).data.num_workers == 8
 
 
 def test_resume_keeps_the_saved_config_and_applies_values(tmp_path):

@@ -103,6 +103,7 @@ def cmd_bench(args: list[str]) -> None:
     suite_name, args = pop_arg(args, "suite")
     if resume and suite_name:
         raise ConfigError("resume= continues one run: give its run directory without suite=")
+    cfg = None if resume or suite_name else build_config(args)  # a bad value stops before the heavy imports
     from lightning.pytorch.utilities import rank_zero_only
 
     from fer_bench.engine.ddp_wait import explained_timeouts
@@ -122,7 +123,7 @@ def cmd_bench(args: list[str]) -> None:
 
             plan = resuming.prepare(Path(resume), args)
             resuming.record(plan)
-        cfg = plan.cfg if plan else build_config(args)
+        cfg = plan.cfg if plan else cfg
         with explained_timeouts(cfg):
             run_dirs = bench(cfg, resume=plan.run_dir if plan else None, resume_ckpt=plan.ckpt if plan else None)
         results_dir = cfg.results_dir
@@ -370,12 +371,10 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in known:
         print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help", "help") else sys.stdout)
         return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
-    from fer_bench.data.records import DataError
-
     quiet_lightning()
     try:
         status = known[argv[0]](argv[1:])
-    except (ConfigError, DataError, ValueError, FileNotFoundError) as e:
+    except (ConfigError, ValueError, FileNotFoundError) as e:  # DataError is a ValueError
         if os.environ.get("FER_BENCH_DEBUG"):
             raise
         print(f"fer-bench: error: {e}\n(set FER_BENCH_DEBUG=1 for the traceback)", file=sys.stderr)

@@ -15,6 +15,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 FIELDS = ("key", "value", "official", "file")
+PROTOCOLS = ("corrected", "faithful")  # method.protocol: fer-bench's corrected protocol or the authors' recipe
 
 
 class FaithfulError(ValueError):

@@ -9,9 +9,8 @@ set is byte-identical for the same spec whatever the order or process that rende
 
 from __future__ import annotations
 
-import hashlib
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
 
@@ -21,32 +20,13 @@ import pandas as pd
 from tqdm import tqdm
 
 from fer_bench import labels
+from fer_bench.config.synth_spec import DIFFICULTIES, DOMAINS, SynthSpec
 from fer_bench.data.cache import build_once
 
-RENDER_VERSION = 1  # bump when drawings change: it is part of the cache key
-DOMAINS: tuple[str, ...] = ("lab", "wild", "gray48", "film", "occluded")
-CLASS_SETS: tuple[str, ...] = ("basic7", "basic8", "basic6", "compound", "basic6+compound", "basic7+compound")
 AU_INDEX: dict[int, int] = {au: i for i, au in enumerate(labels.AUS)}
 JITTER = 0.15  # per-AU multiplicative jitter: intensity * U(1 - JITTER, 1 + JITTER)
 LEAK_MIN = 0.05
 VA_NOISE = 0.04
-
-
-@dataclass(frozen=True)
-class Difficulty:
-    """Expression intensity range, leak AUs and how strongly the domain perturbs the picture."""
-
-    intensity: tuple[float, float]
-    leaks: int
-    leak_max: float
-    perturb: float
-
-
-DIFFICULTIES: dict[str, Difficulty] = {
-    "easy": Difficulty((0.7, 1.0), 0, 0.0, 0.35),
-    "medium": Difficulty((0.45, 1.0), 2, 0.3, 1.0),
-    "hard": Difficulty((0.25, 0.8), 3, 0.4, 1.4),
-}
 
 BASIC_AUS: dict[str, tuple[int, ...]] = {
     "neutral": (), "happy": (6, 12), "sad": (1, 4, 15), "surprise": (1, 2, 5, 26),
@@ -69,55 +49,6 @@ BASIC_VA: dict[str, tuple[float, float]] = {
 EXTRA_COMPOUND_VA: dict[str, tuple[float, float]] = {
     "appalled": (-0.7, 0.5), "hatred": (-0.8, 0.6), "awed": (0.55, 0.6),
 }
-
-
-# ----------------------------------------------------------------------------------------------- spec
-
-
-@dataclass
-class SynthSpec:
-    """Everything that defines a synthetic data set; every field is a ``data.synth.*`` config key."""
-
-    classes: str = "basic7"
-    domains: list[str] = field(default_factory=lambda: ["lab"])
-    difficulty: str = "medium"
-    size: int = 112
-    subjects: int = 60
-    per_subject: int = 2
-    val_fraction: float = 0.2
-    test_fraction: float = 0.2
-    seed: int = 0
-
-    def key(self) -> str:
-        """Short stable hash of all fields and the renderer version (the cache folder name)."""
-        fields = {**asdict(self), "domains": list(self.domains), "render_version": RENDER_VERSION}
-        return hashlib.sha1(json.dumps(fields, sort_keys=True).encode()).hexdigest()[:12]
-
-    def validate(self) -> None:
-        """Raise ValueError naming the bad field and its allowed values."""
-        _check(self.classes in CLASS_SETS, "classes", self.classes, f"one of {', '.join(CLASS_SETS)}")
-        domains = list(self.domains)
-        ok = bool(domains) and set(domains) <= set(DOMAINS) and len(set(domains)) == len(domains)
-        _check(ok, "domains", domains, f"a non-empty list without repeats of {', '.join(DOMAINS)}")
-        _check(self.difficulty in DIFFICULTIES, "difficulty", self.difficulty,
-               f"one of {', '.join(DIFFICULTIES)}")
-        _check(isinstance(self.size, int) and self.size >= 16, "size", self.size, "an integer >= 16")
-        _check(isinstance(self.per_subject, int) and self.per_subject >= 1, "per_subject", self.per_subject,
-               "an integer >= 1")
-        _check(isinstance(self.seed, int) and self.seed >= 0, "seed", self.seed, "an integer >= 0")
-        for name in ("val_fraction", "test_fraction"):
-            value = getattr(self, name)
-            _check(0.0 <= value < 1.0, name, value, "a fraction in [0, 1)")
-        _check(self.val_fraction + self.test_fraction < 1.0, "val_fraction", self.val_fraction,
-               f"a fraction with val_fraction + test_fraction < 1 (test_fraction={self.test_fraction})")
-        needed = 1 + (self.val_fraction > 0) + (self.test_fraction > 0)
-        _check(isinstance(self.subjects, int) and self.subjects >= needed, "subjects", self.subjects,
-               f"an integer >= {needed} (one subject per non-empty split)")
-
-
-def _check(ok: bool, name: str, value, allowed: str) -> None:
-    if not ok:
-        raise ValueError(f"data.synth.{name}={value!r} is invalid: must be {allowed}")
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import ClassVar
 
+from fer_bench.config.choices import choice
+from fer_bench.config.faithful import PROTOCOLS
 from fer_bench.config.init_sources import BACKBONE_INIT, InitSource
 
 
@@ -14,5 +16,5 @@ class BaselineConfig:
     init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT,)
 
     name: str = "baseline"
-    protocol: str = "corrected"
+    protocol: str = choice(*PROTOCOLS)
     label_smoothing: float = 0.0

@@ -5,7 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fer_bench.config.choices import choice
+from fer_bench.config.faithful import PROTOCOLS
 from fer_bench.config.init_sources import InitSource
+
+LOSS_FORMS = ("code", "paper")  # method.groups / method.div: the official code's form or the paper's
 
 
 @dataclass
@@ -40,15 +44,15 @@ class ClipGferConfig:
         InitSource("mask", "method.mask_weights", paper=False))
 
     name: str = "clip_gfer"
-    protocol: str = "corrected"
-    variant: str = "cafe"
+    protocol: str = choice(*PROTOCOLS)
+    variant: str = choice("cafe", "linear_probe", "finetune")
     clip: ClipTowerConfig = field(default_factory=ClipTowerConfig)
     mask_trunk: str = "resnet18"
     mask_weights: str | None = None
     lam: float = 1.5
     beta: float = 5.0
     drop: int = 10
-    groups: str = "code"
-    div: str = "code"
-    preprocess: str = "imagenet"
+    groups: str = choice(*LOSS_FORMS)
+    div: str = choice(*LOSS_FORMS)
+    preprocess: str = choice("imagenet", "clip")
     finetune_lr: float = 1.0e-5

@@ -12,16 +12,15 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-GROUPINGS = ("code", "paper")
-DIVERSITY_FORMS = ("code", "paper")
+from fer_bench.methods.clip_gfer.config import LOSS_FORMS
 
 
 class ChannelGroups:
     """Group max and drop mask over the channel axis of B×D features, for L groups."""
 
     def __init__(self, dim: int, groups: int, mode: str = "code"):
-        if mode not in GROUPINGS:
-            raise ValueError(f"method.groups={mode!r}; allowed: {', '.join(GROUPINGS)}")
+        if mode not in LOSS_FORMS:
+            raise ValueError(f"method.groups={mode!r}; allowed: {', '.join(LOSS_FORMS)}")
         if groups < 1 or dim < groups:
             raise ValueError(f"cannot split {dim} channels into {groups} class groups")
         self.dim, self.groups, self.width = dim, groups, dim // groups
@@ -55,8 +54,8 @@ def separation_loss(masked: torch.Tensor, labels: torch.Tensor, groups: ChannelG
 def diversity_loss(masked: torch.Tensor, groups: ChannelGroups, form: str = "code") -> torch.Tensor:
     """l_div = 1 − mean over (batch, groups) of the group max / c (``code``), or 1 − (1/(N·c)) Σ_i Σ_j of it
     (``paper`` Eq. 8: L times the code form's sum term)."""
-    if form not in DIVERSITY_FORMS:
-        raise ValueError(f"method.div={form!r}; allowed: {', '.join(DIVERSITY_FORMS)}")
+    if form not in LOSS_FORMS:
+        raise ValueError(f"method.div={form!r}; allowed: {', '.join(LOSS_FORMS)}")
     group_max = groups.group_max(masked)
     term = group_max.mean() if form == "code" else group_max.sum(1).mean()
     return 1.0 - term / groups.width

@@ -14,26 +14,15 @@ from omegaconf import OmegaConf
 
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.clip_gfer.losses import DIVERSITY_FORMS, ChannelGroups, cafe_loss
+from fer_bench.methods.clip_gfer.losses import ChannelGroups, cafe_loss
 from fer_bench.methods.clip_gfer.net import CafeNet, MaskNet
 from fer_bench.models.clip_tower import ClipImageTower, create_clip_vit
-
-VARIANTS = ("cafe", "linear_probe", "finetune")
-PREPROCESSING = ("imagenet", "clip")
-
-
-def _check_choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
-    if value not in allowed:
-        raise ValueError(f"{key}={value!r}; allowed: {', '.join(allowed)}")
 
 
 class ClipGfer(FERMethod):
     def __init__(self, cfg, class_names):
         super().__init__(cfg, class_names)
         m = cfg.method
-        _check_choice("method.variant", m.variant, VARIANTS)
-        _check_choice("method.preprocess", m.preprocess, PREPROCESSING)
-        _check_choice("method.div", m.div, DIVERSITY_FORMS)
         arch = OmegaConf.to_container(m.clip, resolve=True)
         half_on_gpu = arch.pop("half_on_gpu")
         vit = create_clip_vit(**arch, image_size=cfg.data.image_size)

@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fer_bench.config.choices import choice
+from fer_bench.config.faithful import PROTOCOLS
 from fer_bench.config.init_sources import BACKBONE_INIT, InitSource
 
 
@@ -22,7 +24,7 @@ class PSMRConfig:
     """Exemplar ranking: ``logit`` (the raw class logit, as the official code) or ``prob`` (softmax); ``rerank``
     re-scores every stored class over all its training images at every step (the official code never does)."""
 
-    score: str = "logit"
+    score: str = choice("logit", "prob")
     rerank: bool = False
 
 
@@ -56,8 +58,8 @@ class ContinualConfig:
     init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT,)
 
     name: str = "continual"
-    protocol: str = "corrected"
-    strategy: str = "psmr_kd"
+    protocol: str = choice(*PROTOCOLS)
+    strategy: str = choice("psmr_kd", "finetune", "random_replay", "kd_only", "joint")  # module.STRATEGIES
     n_orders: int = 10
     order_seed: int = 42
     increment: int = 1
@@ -65,8 +67,8 @@ class ContinualConfig:
     max_steps: int | None = None
     head_hidden: list[int] = field(default_factory=lambda: [512, 32])
     head_dropout: float = 0.2
-    head_activation: str = "sigmoid"
-    global_pool: str = "max"
+    head_activation: str = choice("sigmoid", "relu")
+    global_pool: str = choice("max", "avg")
     normalize: bool = False
     l2: float = 1.0e-5
     base_trainable: list[str] | None = None
@@ -84,9 +86,9 @@ class ContinualConfig:
     step_epochs: int = 1000
     step_batch_size: int = 16
     patience: int = 100
-    mem_mode: str = "grow"
+    mem_mode: str = choice("grow", "limit")
     mem_fraction: float = 0.3
-    new_class_subset: str | None = None  # redraw | fixed; null: redraw (faithful) or fixed (corrected)
+    new_class_subset: str | None = choice(None, "redraw", "fixed")  # null: redraw (faithful), fixed (corrected)
     kd: KDConfig = field(default_factory=KDConfig)
     psmr: PSMRConfig = field(default_factory=PSMRConfig)
     fewshot: FewShotConfig = field(default_factory=FewShotConfig)

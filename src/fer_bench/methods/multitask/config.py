@@ -6,6 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fer_bench.config.choices import choice
+from fer_bench.config.faithful import PROTOCOLS
 from fer_bench.config.init_sources import BACKBONE_INIT, InitSource
 from fer_bench.labels import ABAW12_AUS
 
@@ -19,8 +21,8 @@ class HeadConfig:
     the max over the faces of a frame. AU labels count as present when ``>= au_presence``.
     """
 
-    task: str = "expr"  # expr | va | au | intensity | ce
-    inputs: str | None = None  # embedding | scores
+    task: str = choice("expr", "va", "au", "intensity", "ce")  # downstream.tasks.TASK_DEFAULTS
+    inputs: str | None = choice(None, "embedding", "scores")
     hidden: int | None = None  # units of the one hidden ReLU layer; 0 = linear (logistic regression)
     epochs: int | None = None
     batch_size: int | None = None
@@ -47,13 +49,13 @@ class MultitaskConfig:
     init_sources: ClassVar[tuple[InitSource, ...]] = (BACKBONE_INIT, InitSource("net", "method.weights"))
 
     name: str = "multitask"
-    protocol: str = "corrected"
+    protocol: str = choice(*PROTOCOLS)
     weights: str | None = None
     head_epochs: int = 3
     head_lr: float = 1e-3
     # phase A: the frozen backbone's BatchNorm in train mode (statistics keep updating, as HSEmotion's training
     # script: requires_grad False under model.train()) or eval mode (statistics fixed)
-    head_phase_bn: str = "train"
+    head_phase_bn: str = choice("train", "eval")
     restore_head_best: bool = True  # phase B starts from the phase-A epoch of best selection accuracy
     label_smoothing: float = 0.0
     class_weights: bool = True

@@ -54,8 +54,6 @@ class Multitask(FERMethod):
         if cfg.sched.name != "none":
             raise ValueError(f"sched.name={cfg.sched.name!r}: multitask keeps each phase's learning rate constant "
                              "(method.head_lr, then optim.lr) as HSEmotion does; set sched.name=none")
-        if m.head_phase_bn not in ("train", "eval"):
-            raise ValueError(f"method.head_phase_bn={m.head_phase_bn!r}; allowed: train, eval")
         self.automatic_optimization = False
         self.net, self.info = build_from_config(cfg)
         self.register_buffer("class_weight", torch.ones(self.num_classes))

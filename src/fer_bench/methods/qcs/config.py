@@ -5,13 +5,18 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from fer_bench.config.choices import choice
+from fer_bench.config.faithful import PROTOCOLS
 from fer_bench.config.init_sources import InitSource
+
+CSA_VARIANTS = ("sd", "s", "d", "sdpa")  # qcs/csa.py: the CSA form and its ablations
+CSA_SCOPES = ("batch", "sample")
 
 
 @dataclass
 class CSAConfig:
-    variant: str = "sd"
-    scope: str = "batch"
+    variant: str = choice(*CSA_VARIANTS)
+    scope: str = choice(*CSA_SCOPES)
 
 
 @dataclass
@@ -24,7 +29,7 @@ class QCSConfig:
                                                       InitSource("net", "method.weights"))
 
     name: str = "qcs"
-    protocol: str = "corrected"
+    protocol: str = choice(*PROTOCOLS)
     trunk: str = "ir50"
     trunk_weights: str | None = None
     weights: str | None = None
@@ -36,7 +41,7 @@ class QCSConfig:
     cross_depth: int = 1
     cross_dropout: float = 0.0
     branches: int = 4
-    anchors: str = "shuffle"
-    negatives: str = "frequency"
+    anchors: str = choice("shuffle", "balanced")  # data/samplers.py ANCHOR_MODES
+    negatives: str = choice("frequency", "balanced")  # NEGATIVE_MODES
     epoch_fraction: float = 1.0
     csa: CSAConfig = field(default_factory=CSAConfig)

@@ -21,10 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from fer_bench.methods.qcs.config import CSA_SCOPES, CSA_VARIANTS
 from fer_bench.models.vit import Mlp
 
-VARIANTS = ("sd", "s", "d", "sdpa")
-SCOPES = ("batch", "sample")
 # (rows, cols) branch indices of each loop edge; a=0, p=1, n=2, n2=3.
 SAME_CLASS_EDGES = {4: ((1, 0), (3, 2)), 2: ((1, 0),)}
 CROSS_CLASS_EDGES = {4: ((2, 0), (3, 1)), 2: ()}
@@ -73,10 +72,10 @@ class CrossSimilarityAttention(nn.Module):
         self, dim: int, variant: str = "sd", scope: str = "batch", branches: int = 4, mlp_ratio: float = 4.0
     ):
         super().__init__()
-        if variant not in VARIANTS:
-            raise ValueError(f"unknown CSA variant {variant!r}; expected one of {VARIANTS}")
-        if scope not in SCOPES:
-            raise ValueError(f"unknown CSA scope {scope!r}; expected one of {SCOPES}")
+        if variant not in CSA_VARIANTS:
+            raise ValueError(f"unknown CSA variant {variant!r}; expected one of {CSA_VARIANTS}")
+        if scope not in CSA_SCOPES:
+            raise ValueError(f"unknown CSA scope {scope!r}; expected one of {CSA_SCOPES}")
         if branches not in SAME_CLASS_EDGES:
             raise ValueError(f"branches must be 4 (QCS) or 2 (DCS), got {branches}")
         if branches == 2 and variant in ("sd", "d"):
