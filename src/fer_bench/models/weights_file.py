@@ -94,11 +94,13 @@ def read_file(path: str | Path) -> object:
         return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         detail = re.search(r"Unsupported global: [^\n]*? was not an allowed global", str(e))
+        if detail is None:
+            raise ValueError(f"weights file {path} is not a torch file readable with weights_only=True "
+                             f"({str(e).splitlines()[0]})") from None
         raise PickledWeightsError(
             f"weights file {path}: Weights only load failed: it holds pickled Python objects besides tensors "
-            f"({detail.group(0) if detail else str(e).splitlines()[0]}). fer-bench reads weights with "
-            "weights_only=True only; if the file comes from a source you trust, convert it once with fer-bench "
-            "convert ... --trust-pickle") from None
+            f"({detail.group(0)}). fer-bench reads weights with weights_only=True only; if the file comes from a "
+            "source you trust, convert it once with fer-bench convert ... --trust-pickle") from None
     except (RuntimeError, EOFError) as e:  # not a torch file, or a truncated one
         raise ValueError(f"weights file {path} is not a torch file readable with weights_only=True: {e}") from None
 
