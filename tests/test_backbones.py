@@ -56,12 +56,14 @@ def test_every_family_builds_through_the_factory_without_downloading(name, optio
 
 
 @pytest.mark.parametrize("name", ["mobilefacenet_tiny", "ddamfn_tiny", "ir50"])
-def test_local_families_have_no_hub_weights_and_one_shape(name):
+def test_local_families_have_no_hub_weights_one_shape_and_their_own_options(name):
     trunk = name == "ir50"
     with pytest.raises(ValueError, match=f"backbone '{name}' has no hub weights"):
         backbones.create(name, pretrained=True, features_only=trunk)
     with pytest.raises(ValueError, match=f"'{name}' is a .* only"):
         backbones.create(name, features_only=not trunk)
+    with pytest.raises(ValueError, match=f"backbone '{name}' does not take global_pool"):
+        backbones.create(name, features_only=trunk, global_pool="avg")  # a timm-only option
 
 
 def test_local_family_weights_load_strictly_by_name(tmp_path):

@@ -2,7 +2,7 @@
 fer-bench builds itself (IR-50, MobileFaceNet, DDAMFN), either as a pooled feature extractor (images → N×D) or,
 with ``features_only``, as a multi-scale trunk (images → feature maps). ``pretrained`` asks timm's hub (only when
 the user sets it and has network; the local families have no hub weights and never download); ``weights`` is a
-local state_dict file loaded strictly after construction (``models.weights_file``)."""
+local state_dict file loaded strictly after construction (``models.weights_file``) in place of hub weights."""
 
 from __future__ import annotations
 
@@ -67,7 +67,8 @@ class TimmTrunk(nn.Module):
     def __init__(self, name: str, out_indices: Sequence[int] = (1, 2, 3), pretrained: bool = False,
                  weights: str | Path | None = None):
         super().__init__()
-        self.model = timm.create_model(name, pretrained=pretrained, features_only=True, out_indices=tuple(out_indices))
+        self.model = timm.create_model(name, pretrained=pretrained and not weights, features_only=True,
+                                       out_indices=tuple(out_indices))
         if weights:
             whole, _ = create(name, weights=weights)
             self.model.load_state_dict(_trunk_state(self.model.state_dict(), whole.state_dict()))
@@ -101,8 +102,9 @@ def create(name: str, pretrained: bool = False, weights: str | Path | None = Non
     """A backbone by name and what to know about it; ``image_size`` (default: the backbone's own) is the input size
     the info reports and the size a local family is built for. A pooled extractor (timm: ``num_classes=0`` unless
     given) maps images to N×``num_features``; with ``features_only``, a trunk maps them to a list of NCHW feature
-    maps and has ``channels`` and ``reductions`` (timm trunks at ``out_indices``). ``drop_rate`` and ``kwargs``
-    go to timm's ``create_model`` or to the local family's constructor."""
+    maps and has ``channels`` and ``reductions`` (timm trunks at ``out_indices``). A ``weights`` file replaces hub
+    weights (nothing is downloaded then). ``kwargs`` go to timm's ``create_model`` (with ``drop_rate``) or to the
+    local family's constructor."""
     family = family_of(name)
     if family is None:
         model, info = _timm(name, pretrained, weights, drop_rate, features_only, out_indices, kwargs)
@@ -117,7 +119,7 @@ def _timm(name, pretrained, weights, drop_rate, features_only, out_indices, kwar
             model = TimmTrunk(name, out_indices, pretrained, weights)
             cfg, num_features = model.model.pretrained_cfg, model.channels[-1]
         else:
-            model = timm.create_model(name, pretrained=pretrained, drop_rate=drop_rate,
+            model = timm.create_model(name, pretrained=pretrained and not weights, drop_rate=drop_rate,
                                       **{"num_classes": 0, **kwargs})
             cfg, num_features = model.pretrained_cfg, model.num_features
     except RuntimeError as e:
@@ -138,7 +140,10 @@ def _local(family: Family, name, pretrained, weights, image_size, features_only,
                          f"only: it cannot be built with features_only={features_only}")
     module = family.module
     size = image_size or module.NATIVE_SIZE
-    model = module.create(name, image_size=size, **kwargs)
+    try:
+        model = module.create(name, image_size=size, **kwargs)
+    except TypeError as e:
+        raise ValueError(f"backbone '{name}' does not take {', '.join(kwargs)}: {e}") from None
     if weights:
         (family.load or load_backbone_weights)(model, weights)
     num_features = model.channels[-1] if family.trunk else model.num_features
