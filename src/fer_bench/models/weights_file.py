@@ -142,11 +142,11 @@ def load_state_into(module: nn.Module, state: Mapping[str, torch.Tensor], path: 
                     what: str | None = None, hint: str = FIT_HINT) -> LoadReport:
     """Load ``state`` (read from ``path``, named in messages) into ``module`` and return the report.
 
-    Each file key loses its ``strip`` prefixes and then goes through ``key_map`` (None: left out on purpose);
-    file keys starting with an ``ignore`` prefix are left out too (a second key for the same module key is
-    unexpected), and module keys ending with a ``may_miss``
-    suffix may be absent. With ``strict`` any missing key, unexpected key or shape mismatch raises
-    :class:`WeightsMismatch` and nothing is loaded; without it the fitting keys are loaded and the report returned.
+    Each file key loses its ``strip`` prefixes and then goes through ``key_map`` (None: left out on purpose); file
+    keys under an ``ignore`` prefix that the module lacks are left out too, and a second file key for the same module
+    key is unexpected. Module keys ending with a ``may_miss`` suffix may be absent. With ``strict`` any missing key,
+    unexpected key or shape mismatch raises :class:`WeightsMismatch` (naming the file and ``what``, with ``hint``)
+    and nothing is loaded; without it the fitting keys are loaded and the report returned.
     """
     own = module.state_dict()
     found: dict[str, torch.Tensor] = {}
