@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from fer_bench.methods.qcs.csa import CrossSimilarityAttention
-from fer_bench.methods.qcs.net import QCSNet, TimmTrunk, build_qcs_net, inference_parameter_count, qcs_loss
+from fer_bench.methods.qcs.net import QCSNet, build_qcs_net, inference_parameter_count, qcs_loss
+from fer_bench.models.backbones import TimmTrunk
 from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
 from fer_bench.models.vit import Attention
 

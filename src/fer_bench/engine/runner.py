@@ -36,6 +36,7 @@ from fer_bench.labels import class_names
 from fer_bench.methods import predictions as P
 from fer_bench.methods import spec_of
 from fer_bench.methods.base import FERMethod
+from fer_bench.models import weights_file
 from fer_bench.results import domain_matrices, leaderboard
 from fer_bench.results.plots import confusion_matrix_png
 from fer_bench.results.provenance import provenance
@@ -86,9 +87,9 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
 
 
 def load_weights(method: pl.LightningModule, ckpt_path: Path) -> None:
-    """Model weights from a Lightning checkpoint, read with ``weights_only=True`` (no pickled code)."""
-    state = torch.load(ckpt_path, map_location="cpu", weights_only=True)
-    method.load_state_dict(state["state_dict"])
+    """Model weights from a Lightning checkpoint, read with ``weights_only=True`` (no pickled code), strictly."""
+    weights_file.load_weights_into(method, ckpt_path, what=f"the {type(method).__name__} method this config builds",
+                                   hint="give a checkpoint of a run with the same method and sizes")
 
 
 def _test_checkpoint(cfg, method, datamodule, run_dir: Path, kind: str, loggers: list, report_name: str):

@@ -2,9 +2,10 @@
 projected CLS embedding ``ln_post(x[:, 0]) @ proj`` (B×512, not L2-normalised) — timm's ``head`` is CLIP's ``proj``.
 
 Weights come from a local file — an OpenAI checkpoint (TorchScript archive or state_dict), an open_clip state_dict
-or one in timm names — converted to timm names by timm's own ViT ``checkpoint_filter_fn`` and loaded strictly; or,
-only when asked (``hub=True``), from the Hugging Face hub. Size overrides (``embed_dim``, ``depth``, ...) build the
-same architecture at toy size for tests and CPU profiles.
+or one in timm names — converted to timm names by timm's own ViT ``checkpoint_filter_fn`` and loaded strictly
+(``models.weights_file``); or, only when asked (``hub=True``), from the Hugging Face hub. The tower is built by
+``models.backbones``; size overrides (``embed_dim``, ``depth``, ...) build the same architecture at toy size for
+tests and CPU profiles.
 """
 
 from __future__ import annotations
@@ -13,10 +14,12 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import timm
 import torch
 from timm.models.vision_transformer import checkpoint_filter_fn
 from torch import nn
+
+from fer_bench.models import backbones
+from fer_bench.models.weights_file import load_state_into, read_file
 
 HUB_TAG = "openai"
 
@@ -31,11 +34,7 @@ def read_checkpoint(path: str | Path) -> dict[str, torch.Tensor]:
             warnings.simplefilter("ignore", FutureWarning)
             state = torch.jit.load(str(path), map_location="cpu").state_dict()
     else:
-        try:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        except Exception as e:
-            raise ValueError(f"CLIP weights file {path} is not a state_dict readable with weights_only=True: "
-                             f"{e}") from None
+        state = read_file(path)
     for key in ("state_dict", "model"):
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
@@ -60,17 +59,7 @@ def to_timm_state(state: dict[str, torch.Tensor], model: nn.Module) -> dict[str,
 
 def load_clip_weights(model: nn.Module, path: str | Path) -> None:
     """Load a local CLIP checkpoint into a timm CLIP ViT strictly; a mismatch names the file and the keys."""
-    state = to_timm_state(read_checkpoint(path), model)
-    own = model.state_dict()
-    missing = [k for k in own if k not in state]
-    extra = [k for k in state if k not in own]
-    wrong = [f"{k} {tuple(state[k].shape)} vs {tuple(v.shape)}" for k, v in own.items()
-             if k in state and state[k].shape != v.shape]
-    if missing or extra or wrong:
-        parts = [f"{name}: {', '.join(keys[:6])}{' ...' if len(keys) > 6 else ''}"
-                 for name, keys in (("missing", missing), ("unexpected", extra), ("shape mismatch", wrong)) if keys]
-        raise ValueError(f"CLIP weights file {path} does not fit {type(model).__name__} ({'; '.join(parts)})")
-    model.load_state_dict(state, strict=True)
+    load_state_into(model, to_timm_state(read_checkpoint(path), model), path, what=type(model).__name__)
 
 
 def create_clip_vit(model: str = "vit_base_patch32_clip_quickgelu_224", weights: str | None = None,
@@ -83,10 +72,7 @@ def create_clip_vit(model: str = "vit_base_patch32_clip_quickgelu_224", weights:
                  "patch_size": patch_size}
     kwargs = {k: v for k, v in overrides.items() if v is not None}
     name = f"{model}.{HUB_TAG}" if hub else model
-    try:
-        vit = timm.create_model(name, pretrained=hub, num_classes=out_dim or 512, **kwargs)
-    except RuntimeError as e:
-        raise ValueError(f"CLIP tower '{name}': {e}") from None
+    vit, _ = backbones.create(name, pretrained=hub, num_classes=out_dim or 512, **kwargs)
     if weights:
         load_clip_weights(vit, weights)
     elif not hub:

@@ -143,7 +143,8 @@ class DDAMFN(nn.Module):
         return self.gdc(x * self.attention(x)).flatten(1)
 
 
-def create(name: str, image_size: int = NATIVE_SIZE) -> DDAMFN:
+def create(name: str, image_size: int = NATIVE_SIZE, **overrides) -> DDAMFN:
+    """A DDAMFN variant by name (``VARIANTS``); ``overrides`` (e.g. ``heads``) replace the variant's settings."""
     if name not in VARIANTS:
         raise ValueError(f"unknown DDAMFN variant {name!r}; expected one of {', '.join(VARIANTS)}")
-    return DDAMFN(image_size=image_size, **VARIANTS[name])
+    return DDAMFN(image_size=image_size, **{**VARIANTS[name], **overrides})

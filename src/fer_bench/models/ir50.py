@@ -1,20 +1,24 @@
-"""IR-50 trunk (stages 1-3 of the ArcFace IR-50) as used by POSTER++ and QCS, and its weight loader."""
+"""IR-50 trunk (stages 1-3 of the ArcFace IR-50, Deng et al., CVPR 2019) as used by POSTER++ and QCS, and the key
+layout its weight files come in. A multi-scale trunk: ``models.backbones.create("ir50", features_only=True)``."""
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from fer_bench.models.backbones import strip_prefixes
+from fer_bench.models.weights_file import load_weights_into
 
+VARIANTS: dict[str, dict] = {"ir50": {}}
+NATIVE_SIZE = 224  # resized to 112 inside, as the official code
+MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)  # POSTER++ / QCS normalise with ImageNet statistics
 IR50_UNITS = (3, 4, 14)
 IR50_CHANNELS = (64, 128, 256)
-_IGNORED_PREFIXES = ("output_layer.", "body4.")
+_TRUNK_PREFIXES = ("input_layer.", "body1.", "body2.", "body3.")
 _STRIP_PREFIXES = ("module.", "ir_back.", "backbone.", "trunk.")  # trunk.: a converted QCS checkpoint
 
 
@@ -79,9 +83,17 @@ class IR50Trunk(nn.Module):
         return [x1, x2, x3]
 
 
-def _normalise_key(key: str, units: tuple[int, ...]) -> str | None:
-    """Strip wrapper prefixes, map the flat InsightFace layout (``body.N``) to ``body1..3``; None = unused."""
-    key = strip_prefixes(key, _STRIP_PREFIXES)
+def create(name: str = "ir50", image_size: int = NATIVE_SIZE, **kwargs) -> IR50Trunk:
+    """The IR-50 trunk (``kwargs``: ``resize_half``, ``units``); it takes any input size divisible by 16."""
+    if name not in VARIANTS:
+        raise ValueError(f"unknown IR-50 variant {name!r}; expected one of {', '.join(VARIANTS)}")
+    return IR50Trunk(**kwargs)
+
+
+def _trunk_key(key: str, units: tuple[int, ...]) -> str | None:
+    """A file key (wrapper prefixes stripped) in trunk names: the flat InsightFace layout (``body.N``) mapped to
+    ``body1..3``; None for what the trunk does not build (stage 4, ``output_layer``, the rest of a POSTER++ or QCS
+    network)."""
     match = re.match(r"body\.(\d+)\.(.*)", key)
     if match:
         index, rest = int(match.group(1)), match.group(2)
@@ -90,41 +102,16 @@ def _normalise_key(key: str, units: tuple[int, ...]) -> str | None:
                 return f"body{stage}.{index}.{rest}"
             index -= count
         return None  # stage 4
-    if key.startswith(_IGNORED_PREFIXES):
-        return None
-    return key
+    return key if key.startswith(_TRUNK_PREFIXES) else None
 
 
 def load_ir50_weights(trunk: IR50Trunk, path: str | Path) -> list[str]:
-    """Load IR-50 weights from a local state_dict file into ``trunk``; returns the loaded keys.
+    """Load IR-50 weights from a local state_dict file into ``trunk`` strictly; returns the loaded keys.
 
     Accepts a raw state_dict or a dict holding one under ``state_dict``; strips ``module.`` / ``ir_back.`` /
-    ``backbone.`` / ``trunk.`` prefixes, ignores stage 4, ``output_layer`` and keys of other modules, and raises
-    ValueError naming the file and the keys when a used key is missing or has the wrong shape.
+    ``backbone.`` / ``trunk.`` prefixes, leaves out stage 4, ``output_layer`` and keys of other modules, and raises
+    ValueError naming the file and the keys when a trunk key is missing, unexpected or of the wrong shape.
     """
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    state = checkpoint.get("state_dict", checkpoint) if isinstance(checkpoint, Mapping) else None
-    if not isinstance(state, Mapping):
-        raise ValueError(
-            f"{path}: expected a state_dict (mapping of tensors), got {type(checkpoint).__name__}"
-        )
-    own = trunk.state_dict()
-    found: dict[str, torch.Tensor] = {}
-    for key, value in state.items():
-        name = _normalise_key(key, trunk.units)
-        if name in own:
-            found[name] = value
-    required = [k for k in own if not k.endswith("num_batches_tracked")]
-    missing = [k for k in required if k not in found]
-    mismatched = [
-        f"{k} {tuple(found[k].shape)} != {tuple(own[k].shape)}"
-        for k in found
-        if tuple(found[k].shape) != tuple(own[k].shape)
-    ]
-    if missing or mismatched:
-        raise ValueError(
-            f"{path}: cannot load IR-50 weights; missing keys: {missing or 'none'}; "
-            f"shape mismatches: {mismatched or 'none'}"
-        )
-    trunk.load_state_dict(found, strict=False)
-    return sorted(found)
+    report = load_weights_into(trunk, path, strip=_STRIP_PREFIXES, key_map=partial(_trunk_key, units=trunk.units),
+                               may_miss=("num_batches_tracked",), what="the IR-50 trunk")
+    return sorted(report.loaded)

@@ -301,9 +301,9 @@ def _fitted(name: str, backbone: str) -> list[str]:
     """Overrides that fit a method around the shared backbone: CAFE's tower projects to the mask CNN's width."""
     if name != "clip_gfer":
         return []
-    import timm
+    from fer_bench.models import backbones
 
-    return [f"method.clip.out_dim={timm.create_model(backbone, pretrained=False, num_classes=0).num_features}"]
+    return [f"method.clip.out_dim={backbones.create(backbone)[1].num_features}"]
 
 
 def frozen_tower_target(method, images: torch.Tensor) -> dict:

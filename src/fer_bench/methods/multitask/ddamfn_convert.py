@@ -17,8 +17,8 @@ import torch
 
 from fer_bench.methods.multitask import convert
 from fer_bench.methods.multitask.net import MultitaskNet
-from fer_bench.models import ddamfn
-from fer_bench.models.backbones import state_mismatch, strip_prefixes
+from fer_bench.models import backbones
+from fer_bench.models.weights_file import load_state_into, strip_prefixes
 
 TRUNK_STAGES = ("conv1", "conv2_dw", "conv_23", "conv_3", "conv_34", "conv_4", "conv_45", "conv_5", "conv_6_sep")
 UNUSED = re.compile(r"^bn\.|\.conv_dw\.(bn|prelu)\.|^cat_head\d+\.CoordAtt\.Linear\.")
@@ -91,12 +91,9 @@ def convert_ddamnet(src: str | Path, out: str | Path, trust_pickle: bool = False
     if outputs - 2 < 2:
         raise ValueError(f"{src}: fc has {outputs} outputs; a multitask network needs classes + valence + arousal")
     heads = len({k.split(".")[2] for k in state if k.startswith("backbone.heads.")})
-    backbone = ddamfn.DDAMFN(ddamfn.VARIANTS["ddamfn"]["blocks"], heads=heads)
-    net = MultitaskNet(backbone, backbone.num_features, outputs - 2)
-    problems = state_mismatch(net, state)
-    if problems:
-        raise ValueError(f"{src} does not fit DDAMNet(num_head={heads}) ({problems})")
-    net.load_state_dict(state)
+    backbone, info = backbones.create("ddamfn", heads=heads)
+    net = MultitaskNet(backbone, info.num_features, outputs - 2)
+    load_state_into(net, state, src, what=f"DDAMNet(num_head={heads})")
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     torch.save(net.state_dict(), out)

@@ -9,7 +9,6 @@ split as the HSEmotion libraries' ``extract_features`` (classifier stripped), so
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -18,7 +17,7 @@ from torch import nn
 
 from fer_bench import labels as L
 from fer_bench.metrics.regression import ccc_loss
-from fer_bench.models import backbones, ddamfn, mobilefacenet, preprocessing, weights_file
+from fer_bench.models import backbones, preprocessing, weights_file
 from fer_bench.models.backbones import BackboneInfo
 
 
@@ -59,33 +58,12 @@ class MultitaskNet(nn.Module):
         return self
 
 
-# backbones built here rather than by timm: modules with VARIANTS, create(name, image_size), NATIVE_SIZE, MEAN, STD
-LOCAL_FAMILIES = (mobilefacenet, ddamfn)
-
-
-def create_backbone(name: str, image_size: int | None = None, pretrained: bool = False, weights: str | None = None,
-                    drop_rate: float = 0.0) -> tuple[nn.Module, BackboneInfo]:
-    """A timm backbone by name, or one of the MobileFaceNet (``mobilefacenet*``) or DDAMFN (``ddamfn*``)
-    variants; ``image_size`` (default: the backbone's own) is the input size the returned info reports."""
-    family = next((f for f in LOCAL_FAMILIES if name in f.VARIANTS), None)
-    if family is None:
-        model, info = backbones.create(name, pretrained=pretrained, weights=weights, drop_rate=drop_rate)
-        return model, replace(info, image_size=image_size or info.image_size)
-    if pretrained:
-        raise ValueError(f"backbone '{name}' has no hub weights: set backbone.weights to a local state_dict file")
-    size = image_size or family.NATIVE_SIZE
-    model = family.create(name, image_size=size)
-    if weights:
-        backbones.load_state_dict_file(model, weights, ignore_prefixes=("fc.", "head."))
-    return model, BackboneInfo(model.num_features, size, family.MEAN, family.STD)
-
-
 def build_multitask_net(name: str, num_classes: int = 8, image_size: int | None = None, pretrained: bool = False,
                         backbone_weights: str | None = None, weights: str | None = None,
                         drop_rate: float = 0.0, va: bool = True) -> tuple[MultitaskNet, BackboneInfo]:
     """Backbone + head. ``backbone_weights``: a backbone-only state_dict (e.g. face-ID pre-training);
     ``weights``: a whole-network state_dict (``backbone.*`` and ``head.*``, e.g. from ``models.convert``)."""
-    backbone, info = create_backbone(name, image_size, pretrained, backbone_weights, drop_rate)
+    backbone, info = backbones.create(name, pretrained, backbone_weights, image_size=image_size, drop_rate=drop_rate)
     net = MultitaskNet(backbone, info.num_features, num_classes, va)
     if weights:
         load_net_weights(net, weights)
@@ -132,10 +110,7 @@ def load_net_weights(net: MultitaskNet, path: str | Path) -> None:
 
 
 def _load_net_state(net: MultitaskNet, state: dict[str, torch.Tensor], path: str | Path) -> None:
-    try:
-        net.load_state_dict(state)
-    except RuntimeError as e:
-        raise ValueError(f"weights file {path} does not fit the network: {e}") from None
+    weights_file.load_state_into(net, state, path, what="the multitask network (backbone.* and head.*)")
 
 
 # losses (HSEmotion's train_emotions-pytorch.ipynb) ------------------------------------------------------------------

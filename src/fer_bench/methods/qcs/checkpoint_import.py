@@ -37,7 +37,8 @@ from torch import nn
 from fer_bench.atomic import atomic_save
 from fer_bench.labels import class_names
 from fer_bench.methods.qcs.net import QCSNet
-from fer_bench.models.ir50 import IR50Trunk
+from fer_bench.models import backbones
+from fer_bench.models.weights_file import load_state_into
 
 OFFICIAL_HEADS = 8  # vit_model_*cls.py: Attention sets self.num_heads = 8 whatever it is given
 # Head order of each official training set: the confusion-matrix labels of main_QCS_raf_db.py, main_QCS_ferplus.py
@@ -195,13 +196,11 @@ def import_state(official: Mapping[str, torch.Tensor], labels: str, source: str 
     for head in ("head_base", "head_cross"):
         for p in ("weight", "bias"):
             state[f"{head}.head.{p}"] = state[f"{head}.head.{p}"][rows]
-    net = QCSNet(IR50Trunk(units=arch.units), arch.num_classes, dim=arch.dim, heads=OFFICIAL_HEADS,
+    trunk, _ = backbones.create("ir50", features_only=True, units=arch.units)
+    net = QCSNet(trunk, arch.num_classes, dim=arch.dim, heads=OFFICIAL_HEADS,
                  base_depth=arch.base_depth, cross_depth=arch.cross_depth, branches=arch.branches,
                  csa_variant="sd" if arch.branches == 4 else "s", image_size=arch.image_size)
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ValueError(f"{source} does not fit the QCS network it describes: {e}") from None
+    load_state_into(net, state, source, what="the QCS network it describes")
     return Imported(net, arch, space, dropped)
 
 

@@ -13,7 +13,8 @@ import torch
 from fer_bench.data.datamodule import DataNeeds
 from fer_bench.methods.base import FERMethod
 from fer_bench.methods.qcs.net import build_qcs_net, qcs_loss
-from fer_bench.models.backbones import load_state_dict_file
+from fer_bench.models.backbones import STRIP_PREFIXES
+from fer_bench.models.weights_file import load_weights_into
 
 IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
@@ -30,7 +31,7 @@ class QCS(FERMethod):
             trunk_out_indices=tuple(m.trunk_out_indices),
         )
         if m.weights:
-            load_state_dict_file(self.net, m.weights)
+            load_weights_into(self.net, m.weights, strip=STRIP_PREFIXES, what="the QCS network")
 
     def data_needs(self) -> DataNeeds:
         m = self.cfg.method

@@ -17,40 +17,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from fer_bench.methods.qcs.csa import CrossSimilarityAttention
-from fer_bench.models.ir50 import IR50Trunk, load_ir50_weights
+from fer_bench.models import backbones
 from fer_bench.models.vit import SEHead, ViT
-
-
-class TimmTrunk(nn.Module):
-    """Any timm model as a 3-scale feature trunk (``features_only=True``); NCHW outputs."""
-
-    def __init__(
-        self,
-        name: str,
-        out_indices: Sequence[int] = (1, 2, 3),
-        pretrained: bool = False,
-        weights: str | Path | None = None,
-    ):
-        super().__init__()
-        import timm
-
-        if len(out_indices) != 3:
-            raise ValueError(f"QCS needs exactly 3 feature scales, got out_indices={tuple(out_indices)}")
-        overlay = {"file": str(weights)} if weights else None
-        self.model = timm.create_model(
-            name,
-            pretrained=pretrained or weights is not None,
-            pretrained_cfg_overlay=overlay,
-            features_only=True,
-            out_indices=tuple(out_indices),
-        )
-        self.channels = tuple(self.model.feature_info.channels())
-        self.reductions = tuple(self.model.feature_info.reduction())
-        self.channels_last = str(getattr(self.model, "output_fmt", "NCHW")) == "NHWC"
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        feats = self.model(x)
-        return [f.permute(0, 3, 1, 2) for f in feats] if self.channels_last else list(feats)
 
 
 def _halvings(reductions: Sequence[int]) -> list[int]:
@@ -212,17 +180,14 @@ def build_qcs_net(
     pretrained: bool = False,
     trunk_out_indices: Sequence[int] = (1, 2, 3),
 ) -> QCSNet:
-    """Build a QCSNet. ``trunk="ir50"`` = IR-50 stages 1-3 (weights only from ``trunk_weights``); any other
-    name is a timm model (``pretrained`` from timm's hub, or local ``trunk_weights`` via timm's file overlay).
+    """Build a QCSNet on a multi-scale trunk from ``models.backbones``: ``trunk="ir50"`` = IR-50 stages 1-3
+    (weights only from the local ``trunk_weights``); any other name is a timm model at ``trunk_out_indices``
+    (``pretrained`` from timm's hub, or local ``trunk_weights`` loaded strictly).
     """
-    if trunk == "ir50":
-        if pretrained and trunk_weights is None:
-            raise ValueError("IR-50 weights come only from a local file: set trunk_weights (e.g. ir50.pth)")
-        backbone: nn.Module = IR50Trunk()
-        if trunk_weights is not None:
-            load_ir50_weights(backbone, trunk_weights)
-    else:
-        backbone = TimmTrunk(trunk, trunk_out_indices, pretrained, trunk_weights)
+    if len(trunk_out_indices) != 3:
+        raise ValueError(f"QCS needs exactly 3 feature scales, got out_indices={tuple(trunk_out_indices)}")
+    backbone, _ = backbones.create(trunk, pretrained, trunk_weights, features_only=True,
+                                   out_indices=trunk_out_indices)
     return QCSNet(
         backbone,
         num_classes,
