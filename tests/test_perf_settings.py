@@ -8,10 +8,11 @@ from omegaconf import OmegaConf
 
 from fer_bench import cli
 from fer_bench.config import ConfigError, build_config
+from fer_bench.deploy.inference import RunModel
 from fer_bench.engine.runner import build_method
 from fer_bench.methods import registry, spec_of
 from fer_bench.tools import perf
-from fer_bench.tools.perf import TARGETS, Timing, measured_methods, perf_side, run_perf
+from fer_bench.tools.perf import TARGETS, Timing, measure_inference, measured_methods, perf_config, perf_side, run_perf
 
 TINY = ["profile=cpu", "data.synth.subjects=10", "data.synth.per_subject=2", "data.synth.size=64",
         "data.image_size=64", "data.num_workers=0", "trainer.progress_bar=false", "logger.wandb=false"]
@@ -92,10 +93,28 @@ def test_a_method_without_perf_module_is_refused(without_perf, tmp_path, monkeyp
     assert asked == [others]  # the default: every method whose spec names a perf module
 
 
+def test_an_incomplete_perf_module_is_refused_by_name(monkeypatch):
+    name = measured_methods()[0]
+    monkeypatch.setitem(registry(), name, dataclasses.replace(spec_of(name), perf="fer_bench.methods.spec"))
+    with pytest.raises(ValueError, match="fer_bench.methods.spec .* lacks BACKBONE_KEY, plain_loss"):
+        perf_side(name)
+
+
+def test_inference_is_measured_eager_and_through_onnx(tmp_path):
+    cfg = perf_config(measured_methods()[0], PERF_TINY, "test_resnet", tiny=True)
+    method = build_method(cfg)
+    measured = measure_inference(RunModel(tmp_path, cfg, method, method.data_needs()), tmp_path / "export", reps=1,
+                                 batch=2)
+    assert (tmp_path / "export" / "model.onnx").is_file()
+    assert 0 <= measured["max_abs_diff"] <= 1e-4  # onnxruntime agrees with eager PyTorch
+    assert {key: len(measured[key].samples) for key in ("eager_batch", "eager_one", "onnx_batch", "onnx_one")} == {
+        "eager_batch": 1, "eager_one": 4, "onnx_batch": 1, "onnx_one": 4}
+
+
 @pytest.mark.slow
 def test_perf_writes_every_target_with_a_verdict(tmp_path):
     methods = measured_methods()
-    md = run_perf(methods, PERF_TINY, tmp_path, reps=1, steps=1, backbone="test_resnet", tiny=True)
+    md = run_perf(methods, PERF_TINY, tmp_path, reps=1, steps=1, backbone="test_resnet", tiny=True, onnx=False)
     targets = pd.read_csv(tmp_path / "perf_targets.csv")
     declared = set(TARGETS).union(*(getattr(perf_side(m), "TARGETS", {}) for m in methods))
     assert set(targets["target"]) == declared and not targets.duplicated(["method", "target"]).any()
@@ -108,5 +127,6 @@ def test_perf_writes_every_target_with_a_verdict(tmp_path):
     for method in methods:
         names = set(measures.loc[measures["method"] == method, "measure"])
         assert {"train images/s (fer-bench)", "train images/s (plain PyTorch)", "loader images/s",
-                "peak memory (training)", "latency onnx (batch 1)"} <= names
+                "peak memory (training)", "latency eager (batch 1)"} <= names
+    assert not measures["measure"].str.contains("onnx").any()  # onnx=False: no export
     assert "## Targets" in md.read_text()

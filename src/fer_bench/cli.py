@@ -220,6 +220,9 @@ def cmd_perf(args: list[str]) -> None:
     steps, args = pop_arg(args, "steps", "12")
     out, args = pop_arg(args, "out", "results")
     backbone, args = pop_arg(args, "backbone", "resnet18")
+    tiny, args = pop_arg(args, "tiny", "false")  # true: a smoke run on each method's spec.tiny settings
+    if tiny not in ("true", "false"):
+        raise ConfigError(f"tiny={tiny}: give true or false")
     names = [m for m in methods.strip("[]").split(",") if m]
     unknown = [m for m in names if m not in measured]
     if unknown:
@@ -228,7 +231,8 @@ def cmd_perf(args: list[str]) -> None:
     from fer_bench.tools.perf import run_perf
 
     started = time.time()
-    report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone)
+    report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone,
+                      tiny=tiny == "true")
     print(report.read_text())
     print(f"perf: {report} ({time.time() - started:.0f} s)")
 

@@ -53,7 +53,7 @@ from fer_bench.models.sam import SAM
 from fer_bench.results import compare
 from fer_bench.results.prediction_sets import Side
 
-# The same batch for every method (QCS counts quadruplets: its step sees 4x the images of a baseline step).
+# The same batch for every method (a method trained on quadruplets counts quadruplets: 4x the images per step).
 SHARED = ["data.batch_size=16"]
 # Targets of the perf issue that every run reports: (comparison, bound). Methods add theirs (``TARGETS``).
 TARGETS = {
@@ -264,8 +264,8 @@ def measure_loader(datamodule: FERDataModule, reps: int) -> tuple[Timing, int]:
     return time_reps(one_pass, reps), counted[-1]
 
 
-def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64) -> dict:
-    """Eager and ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
+def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64, onnx: bool = True) -> dict:
+    """Eager and (``onnx``) ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
     size = model.needs.image_size
     images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     layout = torch.channels_last if model.cfg.trainer.channels_last else torch.contiguous_format
@@ -274,6 +274,9 @@ def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int =
     with torch.no_grad():  # the run's memory layout; export below switches the model to NCHW
         eager_batch = time_reps(lambda: method(eager_images), reps)
         eager_one = time_reps(lambda: method(eager_images[:1]), reps * 4)
+    measured = {"eager_batch": eager_batch, "eager_one": eager_one, "batch": batch}
+    if not onnx:
+        return measured
     report = export_onnx(model, export_dir, images[:4])
     import onnxruntime as ort
 
@@ -281,8 +284,19 @@ def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int =
     one = images[:1]
     onnx_batch = time_reps(lambda: session.run(["logits"], {"images": images.numpy()}), reps)
     onnx_one = time_reps(lambda: session.run(["logits"], {"images": one.numpy()}), reps * 4)
-    return {"eager_batch": eager_batch, "eager_one": eager_one, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
-            "batch": batch, "max_abs_diff": max(report["max_abs_diff"].values())}
+    return {**measured, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
+            "max_abs_diff": max(report["max_abs_diff"].values())}
+
+
+def _inference_rows(name: str, inference: dict) -> list[dict]:
+    b, rows = inference["batch"], []
+    for runtime in ("eager", "onnx")[: 2 if "onnx_batch" in inference else 1]:
+        per_batch, one = inference[f"{runtime}_batch"], inference[f"{runtime}_one"]
+        note = f"parity max abs diff {inference['max_abs_diff']:.1e}" if runtime == "onnx" else ""
+        rows += [_row(name, f"inference images/s {runtime} (batch {b})", _rate(b, per_batch), b / per_batch.median,
+                      "images/s"),
+                 _row(name, f"latency {runtime} (batch 1)", _ms(one), one.median * 1e3, "ms", note)]
+    return rows
 
 
 def _test_predictions(images: int, classes: int, accuracy: float, rng: np.random.Generator,
@@ -344,9 +358,10 @@ def _target_row(method: str, target: str, ratio: float, detail: str, bounds: dic
             "status": "met" if met else "missed", "detail": detail}
 
 
-def _config(name: str, side, overrides: list[str], backbone: str, tiny: bool) -> DictConfig:
+def perf_config(name: str, overrides: list[str], backbone: str, tiny: bool = False) -> DictConfig:
     """The method's ``profile=cpu`` config on the shared batch and ``backbone`` (its spec's tiny overrides on top
     when ``tiny``), then the user's ``overrides``."""
+    side = perf_side(name)
     fitted = side.fitted(backbone) if hasattr(side, "fitted") else []
     small = list(spec_of(name).tiny) if tiny else []
     return build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
@@ -354,10 +369,10 @@ def _config(name: str, side, overrides: list[str], backbone: str, tiny: bool) ->
 
 
 def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir: Path, backbone: str,
-                bounds: dict, tiny: bool = False) -> tuple[list, list, dict]:
+                bounds: dict, tiny: bool = False, onnx: bool = True) -> tuple[list, list, dict]:
     """All measures of one method: (measure rows, target rows, its training step for cross-method targets)."""
     side = perf_side(name)
-    cfg = _config(name, side, overrides, backbone, tiny)
+    cfg = perf_config(name, overrides, backbone, tiny)
     method = _fresh_method(cfg)  # measured for inference below; training builds its own seeded copies
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
     datamodule.prepare_data()
@@ -369,7 +384,7 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
     loader_time, loader_images = measure_loader(datamodule, reps)
     loader_rate = _rate(loader_images, loader_time)
     model = RunModel(workdir / name, cfg, method, method.data_needs())
-    inference = measure_inference(model, workdir / name / "export", reps, batch=TINY_BATCH if tiny else 64)
+    inference = measure_inference(model, workdir / name / "export", reps, TINY_BATCH if tiny else 64, onnx)
     b = inference["batch"]
     rows = [
         _row(name, "train images/s (fer-bench)", framework_rate, framework_rate.median, "images/s"),
@@ -378,13 +393,7 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
              f"{per_step} images per step"),
         _row(name, "loader images/s", loader_rate, loader_rate.median, "images/s",
              f"num_workers={cfg.data.num_workers}"),
-        _row(name, f"inference images/s eager (batch {b})", _rate(b, inference["eager_batch"]),
-             b / inference["eager_batch"].median, "images/s"),
-        _row(name, f"inference images/s onnx (batch {b})", _rate(b, inference["onnx_batch"]),
-             b / inference["onnx_batch"].median, "images/s"),
-        _row(name, "latency eager (batch 1)", _ms(inference["eager_one"]), inference["eager_one"].median * 1e3, "ms"),
-        _row(name, "latency onnx (batch 1)", _ms(inference["onnx_one"]), inference["onnx_one"].median * 1e3, "ms",
-             f"parity max abs diff {inference['max_abs_diff']:.1e}"),
+        *_inference_rows(name, inference),
         _row(name, "peak memory (training)", None, training["peak_bytes"] / 2**20, "MiB"),
     ]
     overhead = training["framework"].median / training["plain"].median
@@ -413,18 +422,18 @@ def _relative_steps(name: str, steps: dict[str, dict], bounds: dict) -> list[dic
 
 
 def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int = 5, steps: int = 12,
-             backbone: str = "resnet18", tiny: bool = False) -> Path:
+             backbone: str = "resnet18", tiny: bool = False, onnx: bool = True) -> Path:
     """Measure every method on one timm ``backbone``; write ``perf.csv``, ``perf_targets.csv`` and ``perf.md`` in
     ``out_dir``; returns the markdown path. ``tiny``: a smoke run of the harness, not a benchmark — each method's
     ``MethodSpec.tiny`` overrides on top of the shared settings, inference batches of :data:`TINY_BATCH` images and
-    the intervals on :data:`TINY_TEST` (test images, resamples). A target relating two methods (``RELATIVE_STEP``)
-    is reported when both are in ``methods``."""
+    the intervals on :data:`TINY_TEST` (test images, resamples). ``onnx=False`` leaves out the ONNX export and its
+    rows. A target relating two methods (``RELATIVE_STEP``) is reported when both are in ``methods``."""
     bounds = target_bounds(methods)  # refuses a method without a (complete) perf module before measuring
     rows, targets, measured = [], [], {}
     with tempfile.TemporaryDirectory(prefix="fer-bench-perf-") as tmp:
         for name in tqdm(methods, desc="perf", unit="method"):
             method_rows, method_targets, measured[name] = perf_method(name, overrides, reps, steps, Path(tmp),
-                                                                      backbone, bounds, tiny)
+                                                                      backbone, bounds, tiny, onnx)
             rows += method_rows
             targets += method_targets
     images, resamples = TINY_TEST if tiny else (3000, 2000)
@@ -439,7 +448,8 @@ def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int 
     measures.to_csv(out_dir / "perf.csv", index=False)
     verdicts.to_csv(out_dir / "perf_targets.csv", index=False)
     md = out_dir / "perf.md"
-    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *(["tiny"] if tiny else []), *overrides],
+    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *(["tiny=true"] if tiny else []),
+                                             *([] if onnx else ["onnx=false"]), *overrides],
                             reps, steps, bounds))
     return md
 
