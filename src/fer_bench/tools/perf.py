@@ -179,12 +179,11 @@ def _channels_last(batch: dict) -> dict:
 
 @dataclass
 class MethodRun:
-    """What a method's ``targets(run)`` hook reads once its measures are taken: ``cfg`` (the measured config),
-    ``method`` (the seeded, untrained model measured for inference), ``trained`` (the model after the timed
-    Lightning training), ``batch`` (the first preloaded training batch, on the CPU), ``reps`` and
-    ``inference_batch`` (the sizes of the inference measures)."""
+    """What a method's ``targets(run)`` hook reads once its measures are taken: ``method`` (the seeded, untrained
+    model measured for inference; its config is ``method.cfg``), ``trained`` (the model after the timed Lightning
+    training), ``batch`` (the first preloaded training batch, on the CPU), ``reps`` and ``inference_batch`` (the
+    sizes of the inference measures)."""
 
-    cfg: DictConfig
     method: FERMethod
     trained: FERMethod
     batch: dict
@@ -404,7 +403,7 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
                     f"{loader_rate.median:.0f} vs {framework_rate.median:.0f} images/s", bounds),
     ]
     if hasattr(side, "targets"):
-        run = MethodRun(cfg, model.method, training["trained"], batches[0], reps, b)
+        run = MethodRun(model.method, training["trained"], batches[0], reps, b)
         targets += [_target_row(name, target, value, detail, bounds) for target, value, detail in side.targets(run)]
     return rows, targets, {"step": training["framework"].median, "images": per_step}
 
