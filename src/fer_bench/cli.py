@@ -215,19 +215,25 @@ def cmd_perf(args: list[str]) -> None:
         return cmd_perf_data(args)
     if suite != "methods":
         raise ConfigError(f"suite={suite}: perf suites are methods (default) and data")
-    from fer_bench.tools.perf import PLAIN_LOSSES, run_perf
-
-    methods, args = pop_arg(args, "methods", ",".join(PLAIN_LOSSES))
+    measured = [key for key, spec in registry().items() if spec.perf]  # methods with a perf module
+    methods, args = pop_arg(args, "methods", ",".join(measured))
     reps, args = pop_arg(args, "reps", "5")
     steps, args = pop_arg(args, "steps", "12")
     out, args = pop_arg(args, "out", "results")
     backbone, args = pop_arg(args, "backbone", "resnet18")
+    tiny, args = pop_arg(args, "tiny", "false")  # true: a smoke run on each method's spec.tiny settings
+    if tiny not in ("true", "false"):
+        raise ConfigError(f"tiny={tiny}: give true or false")
     names = [m for m in methods.strip("[]").split(",") if m]
-    unknown = [m for m in names if m not in PLAIN_LOSSES]
+    unknown = [m for m in names if m not in measured]
     if unknown:
-        raise ConfigError(f"methods={methods}: perf does not measure {unknown}; it measures {', '.join(PLAIN_LOSSES)}")
+        raise ConfigError(f"methods={methods}: perf does not measure {unknown} (only methods whose MethodSpec "
+                          f"names a perf module); it measures {', '.join(measured)}")
+    from fer_bench.tools.perf import run_perf
+
     started = time.time()
-    report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone)
+    report = run_perf(names, args, Path(out), reps=int(reps), steps=int(steps), backbone=backbone,
+                      tiny=tiny == "true")
     print(report.read_text())
     print(f"perf: {report} ({time.time() - started:.0f} s)")
 

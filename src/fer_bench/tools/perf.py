@@ -13,6 +13,13 @@ batch size and image size for all):
 
 Every figure is the median of ``reps`` timed repetitions after a warm-up, with its min–max spread; both sides of a
 ratio come from the same run. Results: ``<out>/perf.csv`` (one row per measure) and ``<out>/perf.md``.
+
+A method takes part through the module its ``MethodSpec.perf`` names (see :func:`perf_side`): ``BACKBONE_KEY`` (the
+config key that puts it on the shared timm backbone), ``plain_loss(method, batch)`` (its loss as a user would write
+it in plain PyTorch) and optionally ``fitted(backbone)`` (overrides that fit the method around that backbone),
+``TARGETS`` (its own targets: name -> (comparison, bound)), ``targets(run)`` (their values from a
+:class:`MethodRun`: ``(target, value, detail)`` tuples) and ``RELATIVE_STEP`` (target -> another method: the ratio
+of the two training steps, reported when both methods are measured in the same run).
 """
 
 from __future__ import annotations
@@ -29,7 +36,6 @@ import lightning.pytorch as pl
 import numpy as np
 import pandas as pd
 import torch
-import torch.nn.functional as F
 from omegaconf import DictConfig, OmegaConf
 from threadpoolctl import threadpool_limits
 from torch.utils.data import DataLoader
@@ -40,32 +46,61 @@ from fer_bench.data.datamodule import FERDataModule
 from fer_bench.deploy.export import export_onnx
 from fer_bench.deploy.inference import RunModel
 from fer_bench.engine.runner import build_method, build_trainer
-from fer_bench.methods import predictions
+from fer_bench.methods import predictions, registry, spec_of
 from fer_bench.methods.base import FERMethod
-from fer_bench.methods.clip_gfer.losses import diversity_loss, separation_loss
-from fer_bench.methods.multitask.net import expression_loss, va_loss
 from fer_bench.methods.optim import build_optimizer
-from fer_bench.methods.qcs.net import qcs_loss
 from fer_bench.models.sam import SAM
 from fer_bench.results import compare
 from fer_bench.results.prediction_sets import Side
 
-# The same batch for every method (QCS counts quadruplets: its step sees 4x the images of a baseline step).
+# The same batch for every method (a method trained on quadruplets counts quadruplets: 4x the images per step).
 SHARED = ["data.batch_size=16"]
-# How each method is put on one backbone (timm name) for the comparison; CAFE's is its mask CNN, beside the
-# frozen CLIP tower of its cpu profile.
-BACKBONE_KEYS = {"baseline": "backbone.name", "qcs": "method.trunk", "multitask": "backbone.name",
-                 "clip_gfer": "method.mask_trunk"}
-# Targets of the perf issue: (measure, comparison, bound).
+# Targets of the perf issue that every run reports: (comparison, bound). Methods add theirs (``TARGETS``).
 TARGETS = {
     "framework_overhead": ("<=", 1.10),
     "loader_vs_training": (">=", 2.0),
-    "qcs_quadruplet_vs_baseline_step": ("<=", 4.5),
-    "qcs_inference_vs_base_branch": ("<=", 1.05),
-    "cafe_frozen_tower_gradients": ("<=", 0),
     "bootstrap_intervals_seconds": ("<=", 2.0),
     "paired_comparison_seconds": ("<=", 2.0),
 }
+# A tiny run (``run_perf(tiny=True)``): images per inference batch; (test images, resamples) of the intervals.
+TINY_BATCH, TINY_TEST = 8, (300, 200)
+# What a method's perf module must provide.
+REQUIRED_HOOKS = ("BACKBONE_KEY", "plain_loss")
+
+
+def measured_methods() -> list[str]:
+    """The registered methods whose spec names a perf module, in registry order."""
+    return [key for key, spec in registry().items() if spec.perf]
+
+
+def perf_side(key: str):
+    """The perf module of method ``key``, checked for :data:`REQUIRED_HOOKS` and for targets it may report."""
+    spec = spec_of(key)
+    if not spec.perf:
+        raise ValueError(f"perf: method {key!r} has no perf module (its MethodSpec.perf is None); perf measures "
+                         f"{', '.join(measured_methods()) or 'no registered method'}")
+    side = spec.perf_side()
+    missing = [name for name in REQUIRED_HOOKS if not hasattr(side, name)]
+    if missing:
+        raise ValueError(f"perf: {spec.perf} (method {key!r}) lacks {', '.join(missing)}; a perf module provides "
+                         f"{', '.join(REQUIRED_HOOKS)}")
+    own = getattr(side, "TARGETS", {})
+    undeclared = sorted((set(getattr(side, "RELATIVE_STEP", {})) - set(own)) | (set(own) & set(TARGETS)))
+    if undeclared:
+        raise ValueError(f"perf: {spec.perf}: targets {undeclared} are missing from its TARGETS or clash with "
+                         f"perf's own ({', '.join(TARGETS)})")
+    return side
+
+
+def target_bounds(methods: list[str]) -> dict[str, tuple[str, float]]:
+    """Perf's own targets and those of the perf modules of ``methods``; two methods may not define one name."""
+    bounds, owner = dict(TARGETS), {}
+    for key in methods:
+        for target, bound in getattr(perf_side(key), "TARGETS", {}).items():
+            if target in owner:
+                raise ValueError(f"perf: target {target!r} is defined by both {owner[target]} and {key}")
+            owner[target], bounds[target] = key, bound
+    return bounds
 
 
 @dataclass
@@ -123,40 +158,6 @@ class PeakMemory:
             self.peak_bytes = self._high_water_mark()
 
 
-# --- the plain-PyTorch side: what a user would write by hand, per method -----------------------------------------
-def _plain_baseline_loss(method, batch: dict) -> torch.Tensor:
-    return F.cross_entropy(method.head(method.backbone(batch["image"])), batch["label"])
-
-
-def _plain_qcs_loss(method, batch: dict) -> torch.Tensor:
-    images = [x.contiguous(memory_format=torch.channels_last) for x in batch["images"].unbind(1)]
-    base, cross = method.net.forward_quadruplet(*images[: method.net.branches])
-    return qcs_loss(base, cross, batch["label"], batch["neg_label"])[0]
-
-
-def _plain_multitask_loss(method, batch: dict) -> torch.Tensor:
-    logits, va = method.net.split(method.net(batch["image"]))
-    loss_v, loss_a = va_loss(va, batch["va"])
-    return expression_loss(logits, batch["label"], method.class_weight) + loss_v + loss_a
-
-
-def _plain_clip_gfer_loss(method, batch: dict) -> torch.Tensor:
-    features = method.net.tower(batch["image"])  # frozen: no graph, as in the method
-    masked = features * method.net.mask(batch["image"])
-    return F.cross_entropy(method.net.fc(masked), batch["label"]) + _cafe_channel_terms(method, masked, batch)
-
-
-def _cafe_channel_terms(method, masked: torch.Tensor, batch: dict) -> torch.Tensor:
-    m = method.cfg.method
-    drop = method.groups.drop_mask(m.drop, method.drop_generator(masked.device))
-    return (m.lam * separation_loss(masked, batch["label"], method.groups, drop)
-            + m.beta * diversity_loss(masked, method.groups, m.div))
-
-
-PLAIN_LOSSES: dict[str, Callable] = {"baseline": _plain_baseline_loss, "qcs": _plain_qcs_loss,
-                                     "multitask": _plain_multitask_loss, "clip_gfer": _plain_clip_gfer_loss}
-
-
 def _plain_step(method, optimizer, loss_fn, batch: dict) -> None:
     optimizer.zero_grad(set_to_none=True)
     loss_fn(method, batch).backward()
@@ -174,6 +175,20 @@ def _images_in(batch: dict) -> int:
 
 def _channels_last(batch: dict) -> dict:
     return {k: v.contiguous(memory_format=torch.channels_last) if k == "image" else v for k, v in batch.items()}
+
+
+@dataclass
+class MethodRun:
+    """What a method's ``targets(run)`` hook reads once its measures are taken: ``method`` (the seeded, untrained
+    model measured for inference; its config is ``method.cfg``), ``trained`` (the model after the timed Lightning
+    training), ``batch`` (the first preloaded training batch, on the CPU), ``reps`` and ``inference_batch`` (the
+    sizes of the inference measures)."""
+
+    method: FERMethod
+    trained: FERMethod
+    batch: dict
+    reps: int
+    inference_batch: int
 
 
 class _StepTimer(pl.Callback):
@@ -200,9 +215,10 @@ def _fresh_method(cfg: DictConfig):
 
 
 def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[dict], reps: int,
-                     workdir: Path) -> dict:
+                     workdir: Path, plain_loss: Callable) -> dict:
     """Seconds per step through fer-bench's Lightning loop and through the plain loop, same batches (the
-    DataModule serves the preloaded batches, so the method sees its usual ``trainer.datamodule``)."""
+    DataModule serves the preloaded batches, so the method sees its usual ``trainer.datamodule``); the plain loop
+    computes ``plain_loss(method, batch)``."""
     steps = len(batches) - 1
     perf_cfg = cfg.copy()
     perf_cfg.trainer.max_epochs = reps + 1
@@ -224,12 +240,11 @@ def measure_training(cfg: DictConfig, datamodule: FERDataModule, batches: list[d
 
     plain_method = _fresh_method(perf_cfg).to(device).train()
     optimizer = build_optimizer(plain_method.trainable_parameters(), perf_cfg.optim)  # all layers (multitask phase B)
-    loss_fn = PLAIN_LOSSES[cfg.method.name]
     on_device = [_channels_last({k: v.to(device) for k, v in b.items()}) for b in batches[1:]]
 
     def plain_epoch() -> None:
         for batch in on_device:
-            _plain_step(plain_method, optimizer, loss_fn, batch)
+            _plain_step(plain_method, optimizer, plain_loss, batch)
 
     plain = time_reps(plain_epoch, reps)
     plain = Timing([s / steps for s in plain.samples])
@@ -248,8 +263,8 @@ def measure_loader(datamodule: FERDataModule, reps: int) -> tuple[Timing, int]:
     return time_reps(one_pass, reps), counted[-1]
 
 
-def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64) -> dict:
-    """Eager and ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
+def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int = 64, onnx: bool = True) -> dict:
+    """Eager and (``onnx``) ONNX Runtime: seconds per batch of ``batch`` images and per single image."""
     size = model.needs.image_size
     images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(0))
     layout = torch.channels_last if model.cfg.trainer.channels_last else torch.contiguous_format
@@ -258,6 +273,9 @@ def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int =
     with torch.no_grad():  # the run's memory layout; export below switches the model to NCHW
         eager_batch = time_reps(lambda: method(eager_images), reps)
         eager_one = time_reps(lambda: method(eager_images[:1]), reps * 4)
+    measured = {"eager_batch": eager_batch, "eager_one": eager_one, "batch": batch}
+    if not onnx:
+        return measured
     report = export_onnx(model, export_dir, images[:4])
     import onnxruntime as ort
 
@@ -265,57 +283,19 @@ def measure_inference(model: RunModel, export_dir: Path, reps: int, batch: int =
     one = images[:1]
     onnx_batch = time_reps(lambda: session.run(["logits"], {"images": images.numpy()}), reps)
     onnx_one = time_reps(lambda: session.run(["logits"], {"images": one.numpy()}), reps * 4)
-    return {"eager_batch": eager_batch, "eager_one": eager_one, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
-            "batch": batch, "max_abs_diff": max(report["max_abs_diff"].values())}
+    return {**measured, "onnx_batch": onnx_batch, "onnx_one": onnx_one,
+            "max_abs_diff": max(report["max_abs_diff"].values())}
 
 
-class _BaseBranchOnly(torch.nn.Module):
-    """QCS's inference modules assembled without the rest of the network: the reference for its test-time cost."""
-
-    def __init__(self, net):
-        super().__init__()
-        self.trunk, self.tokens, self.vit_base, self.head_base = net.inference_modules()
-
-    def forward(self, x):
-        return self.head_base(self.vit_base(self.tokens(self.trunk(x)))[0])
-
-
-def measure_qcs_inference(method, reps: int, batch: int = 64) -> tuple[Timing, Timing]:
-    """QCS ``forward`` vs its base branch alone, same weights and input, interleaved repetitions."""
-    size = method.cfg.method.image_size
-    images = torch.randn(batch, 3, size, size, generator=torch.Generator().manual_seed(1))
-    images = images.contiguous(memory_format=torch.channels_last)
-    base = _BaseBranchOnly(method.net).eval()
-    method.eval()
-    full, alone = [], []
-    with torch.no_grad():
-        for fn in (method, base):
-            fn(images)
-        for _ in range(reps):
-            full.append(time_reps(lambda: method(images), 1, warmup=0).samples[0])
-            alone.append(time_reps(lambda: base(images), 1, warmup=0).samples[0])
-    return Timing(full), Timing(alone)
-
-
-def _fitted(name: str, backbone: str) -> list[str]:
-    """Overrides that fit a method around the shared backbone: CAFE's tower projects to the mask CNN's width."""
-    if name != "clip_gfer":
-        return []
-    from fer_bench.models import backbones
-
-    return [f"method.clip.out_dim={backbones.create(backbone)[1].num_features}"]
-
-
-def frozen_tower_target(method, images: torch.Tensor) -> dict:
-    """CAFE after the timed training: tower parameters holding a gradient, plus 1 if the tower's output (grad
-    mode on) carries an autograd graph — 0 means the frozen tower never took part in a backward pass."""
-    tower = method.net.tower
-    with_grad = sum(p.grad is not None for p in tower.parameters())
-    with torch.enable_grad():
-        graph = int(tower(images.to(method.device)).requires_grad)
-    tensors = sum(1 for _ in tower.parameters())
-    return _target_row("clip_gfer", "cafe_frozen_tower_gradients", with_grad + graph,
-                       f"{with_grad} of {tensors} tower tensors with a gradient; output graph: {bool(graph)}")
+def _inference_rows(name: str, inference: dict) -> list[dict]:
+    b, rows = inference["batch"], []
+    for runtime in ("eager", "onnx")[: 2 if "onnx_batch" in inference else 1]:
+        per_batch, one = inference[f"{runtime}_batch"], inference[f"{runtime}_one"]
+        note = f"parity max abs diff {inference['max_abs_diff']:.1e}" if runtime == "onnx" else ""
+        rows += [_row(name, f"inference images/s {runtime} (batch {b})", _rate(b, per_batch), b / per_batch.median,
+                      "images/s"),
+                 _row(name, f"latency {runtime} (batch 1)", _ms(one), one.median * 1e3, "ms", note)]
+    return rows
 
 
 def _test_predictions(images: int, classes: int, accuracy: float, rng: np.random.Generator,
@@ -335,7 +315,7 @@ def measure_bootstrap(reps: int, images: int = 3000, resamples: int = 2000, clas
         timing = time_reps(lambda: predictions.metric_intervals(frame, classes, eval_cfg), reps)
     what = f"{resamples} resamples x {images} images, acc+uar+f1, BCa, 1 thread"
     return (_row("-", "bootstrap intervals (one test report)", timing, timing.median, "s", what),
-            _target_row("-", "bootstrap_intervals_seconds", timing.median, what))
+            _target_row("-", "bootstrap_intervals_seconds", timing.median, what, TARGETS))
 
 
 def measure_paired_comparison(reps: int, images: int = 3000, resamples: int = 2000,
@@ -352,7 +332,7 @@ def measure_paired_comparison(reps: int, images: int = 3000, resamples: int = 20
         timing = time_reps(lambda: compare.compare_pair(*sides, resamples=resamples), reps)
     what = f"{resamples} paired resamples x {images} images, acc+uar+f1 differences + McNemar, 1 thread"
     return (_row("-", "paired comparison (two methods)", timing, timing.median, "s", what),
-            _target_row("-", "paired_comparison_seconds", timing.median, what))
+            _target_row("-", "paired_comparison_seconds", timing.median, what, TARGETS))
 
 
 def _row(method: str, measure: str, timing: Timing | None, value: float, unit: str, note: str = "") -> dict:
@@ -370,30 +350,40 @@ def _ms(timing: Timing) -> Timing:
     return Timing([s * 1e3 for s in timing.samples])
 
 
-def _target_row(method: str, target: str, ratio: float, detail: str) -> dict:
-    op, bound = TARGETS[target]
+def _target_row(method: str, target: str, ratio: float, detail: str, bounds: dict) -> dict:
+    op, bound = bounds[target]
     met = ratio <= bound if op == "<=" else ratio >= bound
     return {"method": method, "target": target, "ratio": ratio, "bound": f"{op} {bound}",
             "status": "met" if met else "missed", "detail": detail}
 
 
-def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir: Path,
-                backbone: str) -> tuple[list, list, dict]:
-    """All measures of one method: (measure rows, target rows, figures kept for cross-method targets)."""
-    cfg = build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
-                        f"{BACKBONE_KEYS[name]}={backbone}", *_fitted(name, backbone), *overrides])
+def perf_config(name: str, overrides: list[str], backbone: str, tiny: bool = False) -> DictConfig:
+    """The method's ``profile=cpu`` config on the shared batch and ``backbone`` (its spec's tiny overrides on top
+    when ``tiny``), then the user's ``overrides``."""
+    side = perf_side(name)
+    fitted = side.fitted(backbone) if hasattr(side, "fitted") else []
+    small = list(spec_of(name).tiny) if tiny else []
+    return build_config([f"method={name}", "profile=cpu", "logger.wandb=false", *SHARED,
+                         f"{side.BACKBONE_KEY}={backbone}", *fitted, *small, *overrides])
+
+
+def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir: Path, backbone: str,
+                bounds: dict, tiny: bool = False, onnx: bool = True) -> tuple[list, list, dict]:
+    """All measures of one method: (measure rows, target rows, its training step for cross-method targets)."""
+    side = perf_side(name)
+    cfg = perf_config(name, overrides, backbone, tiny)
     method = _fresh_method(cfg)  # measured for inference below; training builds its own seeded copies
     datamodule = FERDataModule(cfg.data, method.data_needs(), seed=cfg.seed)
     datamodule.prepare_data()
     datamodule.setup("fit")
     batches = list(itertools.islice(datamodule.train_dataloader(), steps + 1))
-    training = measure_training(cfg, datamodule, batches, reps, workdir / name)
+    training = measure_training(cfg, datamodule, batches, reps, workdir / name, side.plain_loss)
     per_step = training["images_per_step"]
     framework_rate, plain_rate = _rate(per_step, training["framework"]), _rate(per_step, training["plain"])
     loader_time, loader_images = measure_loader(datamodule, reps)
     loader_rate = _rate(loader_images, loader_time)
     model = RunModel(workdir / name, cfg, method, method.data_needs())
-    inference = measure_inference(model, workdir / name / "export", reps)
+    inference = measure_inference(model, workdir / name / "export", reps, TINY_BATCH if tiny else 64, onnx)
     b = inference["batch"]
     rows = [
         _row(name, "train images/s (fer-bench)", framework_rate, framework_rate.median, "images/s"),
@@ -402,66 +392,75 @@ def perf_method(name: str, overrides: list[str], reps: int, steps: int, workdir:
              f"{per_step} images per step"),
         _row(name, "loader images/s", loader_rate, loader_rate.median, "images/s",
              f"num_workers={cfg.data.num_workers}"),
-        _row(name, f"inference images/s eager (batch {b})", _rate(b, inference["eager_batch"]),
-             b / inference["eager_batch"].median, "images/s"),
-        _row(name, f"inference images/s onnx (batch {b})", _rate(b, inference["onnx_batch"]),
-             b / inference["onnx_batch"].median, "images/s"),
-        _row(name, "latency eager (batch 1)", _ms(inference["eager_one"]), inference["eager_one"].median * 1e3, "ms"),
-        _row(name, "latency onnx (batch 1)", _ms(inference["onnx_one"]), inference["onnx_one"].median * 1e3, "ms",
-             f"parity max abs diff {inference['max_abs_diff']:.1e}"),
+        *_inference_rows(name, inference),
         _row(name, "peak memory (training)", None, training["peak_bytes"] / 2**20, "MiB"),
     ]
     overhead = training["framework"].median / training["plain"].median
     targets = [
         _target_row(name, "framework_overhead", overhead,
-                    f"{framework_rate.median:.0f} vs {plain_rate.median:.0f} images/s"),
+                    f"{framework_rate.median:.0f} vs {plain_rate.median:.0f} images/s", bounds),
         _target_row(name, "loader_vs_training", loader_rate.median / framework_rate.median,
-                    f"{loader_rate.median:.0f} vs {framework_rate.median:.0f} images/s"),
+                    f"{loader_rate.median:.0f} vs {framework_rate.median:.0f} images/s", bounds),
     ]
-    if name == "qcs":
-        full, alone = measure_qcs_inference(model.method, reps * 2)
-        targets.append(_target_row(name, "qcs_inference_vs_base_branch", full.median / alone.median,
-                                   f"{full.median * 1e3:.1f} vs {alone.median * 1e3:.1f} ms per batch of 64"))
-    if name == "clip_gfer":
-        targets.append(frozen_tower_target(training["trained"], batches[0]["image"]))
-    return rows, targets, {"step": training["framework"].median, "batch": cfg.data.batch_size}
+    if hasattr(side, "targets"):
+        run = MethodRun(model.method, training["trained"], batches[0], reps, b)
+        targets += [_target_row(name, target, value, detail, bounds) for target, value, detail in side.targets(run)]
+    return rows, targets, {"step": training["framework"].median, "images": per_step}
+
+
+def _relative_steps(name: str, steps: dict[str, dict], bounds: dict) -> list[dict]:
+    """The targets that divide ``name``'s training step by another measured method's (``RELATIVE_STEP``)."""
+    rows = []
+    for target, other in getattr(perf_side(name), "RELATIVE_STEP", {}).items():
+        if other in steps:
+            own, ref = steps[name], steps[other]
+            rows.append(_target_row(name, target, own["step"] / ref["step"],
+                                    f"{name} step {own['step'] * 1e3:.0f} ms ({own['images']} images) vs {other} "
+                                    f"step {ref['step'] * 1e3:.0f} ms ({ref['images']} images)", bounds))
+    return rows
 
 
 def run_perf(methods: list[str], overrides: list[str], out_dir: Path, reps: int = 5, steps: int = 12,
-             backbone: str = "resnet18") -> Path:
+             backbone: str = "resnet18", tiny: bool = False, onnx: bool = True) -> Path:
     """Measure every method on one timm ``backbone``; write ``perf.csv``, ``perf_targets.csv`` and ``perf.md`` in
-    ``out_dir``; returns the markdown path."""
-    rows, targets, kept = [], [], {}
+    ``out_dir``; returns the markdown path. ``tiny``: a smoke run of the harness, not a benchmark — each method's
+    ``MethodSpec.tiny`` overrides on top of the shared settings, inference batches of :data:`TINY_BATCH` images and
+    the intervals on :data:`TINY_TEST` (test images, resamples). ``onnx=False`` leaves out the ONNX export and its
+    rows. A target relating two methods (``RELATIVE_STEP``) is reported when both are in ``methods``."""
+    bounds = target_bounds(methods)  # refuses a method without a (complete) perf module before measuring
+    rows, targets, measured = [], [], {}
     with tempfile.TemporaryDirectory(prefix="fer-bench-perf-") as tmp:
         for name in tqdm(methods, desc="perf", unit="method"):
-            method_rows, method_targets, kept[name] = perf_method(name, overrides, reps, steps, Path(tmp), backbone)
+            method_rows, method_targets, measured[name] = perf_method(name, overrides, reps, steps, Path(tmp),
+                                                                      backbone, bounds, tiny, onnx)
             rows += method_rows
             targets += method_targets
-    bootstrap_row, bootstrap_target = measure_bootstrap(reps)
-    paired_row, paired_target = measure_paired_comparison(reps)
+    images, resamples = TINY_TEST if tiny else (3000, 2000)
+    bootstrap_row, bootstrap_target = measure_bootstrap(reps, images, resamples)
+    paired_row, paired_target = measure_paired_comparison(reps, images, resamples)
     rows += [bootstrap_row, paired_row]
     targets += [bootstrap_target, paired_target]
-    if "qcs" in kept and "baseline" in kept:
-        q, b = kept["qcs"], kept["baseline"]
-        targets.append(_target_row("qcs", "qcs_quadruplet_vs_baseline_step", q["step"] / b["step"],
-                                   f"{q['batch']} quadruplets {q['step'] * 1e3:.0f} ms vs {b['batch']} images "
-                                   f"{b['step'] * 1e3:.0f} ms"))
+    for name in measured:
+        targets += _relative_steps(name, measured, bounds)
     out_dir.mkdir(parents=True, exist_ok=True)
     measures, verdicts = pd.DataFrame(rows), pd.DataFrame(targets)
     measures.to_csv(out_dir / "perf.csv", index=False)
     verdicts.to_csv(out_dir / "perf_targets.csv", index=False)
     md = out_dir / "perf.md"
-    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *overrides], reps, steps))
+    md.write_text(_markdown(measures, verdicts, [f"backbone={backbone}", *(["tiny=true"] if tiny else []),
+                                             *([] if onnx else ["onnx=false"]), *overrides],
+                            reps, steps, bounds))
     return md
 
 
-def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[str], reps: int, steps: int) -> str:
+def _markdown(measures: pd.DataFrame, verdicts: pd.DataFrame, overrides: list[str], reps: int, steps: int,
+              bounds: dict) -> str:
     shown = measures.assign(
         value=measures["value"].map(lambda v: f"{v:,.1f}"),
         spread=[f"{lo:,.1f}–{hi:,.1f}" if n > 1 else "" for lo, hi, n in
                 zip(measures["spread_low"], measures["spread_high"], measures["reps"], strict=True)],
     )[["method", "measure", "value", "unit", "spread", "note"]]
-    targets = verdicts.assign(ratio=[f"{r:.0f}" if TARGETS[t][1] == 0 else f"{r:.2f} s" if t.endswith("seconds")
+    targets = verdicts.assign(ratio=[f"{r:.0f}" if bounds[t][1] == 0 else f"{r:.2f} s" if t.endswith("seconds")
                                      else f"{r:.2f}×"  # counts and seconds, not ratios
                                      for t, r in zip(verdicts["target"], verdicts["ratio"], strict=True)])
     threads = torch.get_num_threads()
