@@ -9,15 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import timm
-import torch
 import yaml
 
 from fer_bench.config import ConfigError, build_config
 from fer_bench.deploy import predict
-from fer_bench.deploy.export import export_onnx
-from fer_bench.deploy.inference import RunModel, load_run_model
+from fer_bench.deploy.inference import load_run_model
 from fer_bench.engine import runner
-from fer_bench.methods import method_keys
 
 TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
         "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
@@ -96,30 +93,7 @@ def test_a_missing_detector_model_is_named():
         predict.YuNetDetector("/no/yunet.onnx")
 
 
-@pytest.mark.parametrize("name", method_keys())
-def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
-    cfg = build_config([f"method={name}", *TINY])
-    torch.manual_seed(0)
-    method = runner.build_method(cfg).eval()
-    needs = method.data_needs()
-    model = RunModel(tmp_path, cfg, method, needs)
-    images = torch.randn(3, 3, needs.image_size, needs.image_size)
-    report = export_onnx(model, tmp_path / "export", images, atol=1e-4)
-    meta = json.loads((tmp_path / "export" / "model.json").read_text())
-    assert meta["outputs"][0] == "logits" and meta["input"]["size"] == needs.image_size
-    import onnx
-
-    props = {p.key: json.loads(p.value) for p in onnx.load(report["path"]).metadata_props}
-    assert props["input"] == meta["input"] and props["class_names"] == method.class_names
-    assert (props["input"]["mean"], props["input"]["std"]) == (list(needs.mean), list(needs.std))
-    assert max(report["max_abs_diff"].values()) <= 1e-4
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
-    five = torch.randn(5, 3, needs.image_size, needs.image_size)
-    logits = session.run(["logits"], {"images": five.numpy()})[0]  # the batch axis is dynamic
-    assert logits.shape == (5, method.num_classes)
-    assert np.abs(logits - method(five).detach().numpy()).max() <= 1e-4
+# The ONNX export of every registered method: tests/test_methods.py::test_onnx_export_matches_pytorch.
 
 
 @pytest.mark.slow
