@@ -60,7 +60,7 @@ def test_cli_bench_on_a_hand_made_class_folder_tree(tmp_path):
 
 
 def test_faithful_protocol_scores_test_every_epoch_and_flags_it(tmp_path):
-    cfg = build_config([*TINY, "method.protocol=faithful", "trainer.max_epochs=2",
+    cfg = build_config([*TINY, "method.protocol=faithful", "trainer.max_epochs=2", "eval.bootstrap=0",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
     run_dir = runner.train_one(cfg)
     history = pd.read_csv(run_dir / "logs" / "metrics.csv")

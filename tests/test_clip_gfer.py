@@ -264,3 +264,18 @@ def test_cafe_learns_synthetic_faces(tmp_path):
     run_dir = runner.train_one(cfg)
     best = json.loads((run_dir / "metrics.json").read_text())["best"]
     assert best["test/acc"] > 1 / 7 + 0.25, best
+
+
+def test_drop_mask_generator_travels_with_the_checkpoint():
+    """A resumed run draws the drop masks an uninterrupted one would (tests/test_methods.py resumes a whole run)."""
+    running, _ = _method()
+    generator = running.drop_generator(torch.device("cpu"))
+    running.groups.drop_mask(10, generator)
+    checkpoint = {}
+    running.on_save_checkpoint(checkpoint)
+    expected = running.groups.drop_mask(10, generator)
+    resumed, _ = _method()
+    resumed.on_load_checkpoint(checkpoint)
+    assert torch.equal(resumed.groups.drop_mask(10, resumed.drop_generator(torch.device("cpu"))), expected)
+    fresh, _ = _method()
+    assert not torch.equal(fresh.groups.drop_mask(10, fresh.drop_generator(torch.device("cpu"))), expected)

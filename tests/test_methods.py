@@ -116,11 +116,11 @@ def _np_ccc(x: np.ndarray, y: np.ndarray) -> float:
     return 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
 
 
-def _spy_on_eval_logging(monkeypatch) -> list[tuple[str, bool, bool]]:
-    """Record (name, on_step, sync_dist) of every ``self.log`` in a validation, sanity or test loop."""
+def _spy_on_eval_logging(monkeypatch) -> list[tuple[str, str, bool, bool]]:
+    """Record (loop, name, on_step, sync_dist) of every ``self.log`` in a validation, sanity or test loop."""
     signature = inspect.signature(pl.LightningModule.log)
     original = pl.LightningModule.log
-    seen: list[tuple[str, bool, bool]] = []
+    seen: list[tuple[str, str, bool, bool]] = []
 
     def spy(self, *args, **kwargs):
         trainer = self._trainer
@@ -128,7 +128,8 @@ def _spy_on_eval_logging(monkeypatch) -> list[tuple[str, bool, bool]]:
             bound = signature.bind(self, *args, **kwargs)
             bound.apply_defaults()
             a = bound.arguments
-            seen.append((a["name"], a["on_step"] is True, bool(a["sync_dist"])))
+            loop = "test" if trainer.testing else "val"
+            seen.append((loop, a["name"], a["on_step"] is True, bool(a["sync_dist"])))
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(pl.LightningModule, "log", spy)
@@ -149,10 +150,10 @@ def test_tiny_bench_predictions_reproduce_the_leaderboard(key, tmp_path, monkeyp
 
     # A per-step ``self.log(..., sync_dist=True)`` in val/test is a collective per batch, which hangs or mixes up
     # values when ranks run different numbers of eval batches.
-    names = {name for name, _, _ in logged}
-    if spec.loop == "fit":  # the fit loop's selection and test metrics (a scenario logs per step of its own)
-        assert {"val/acc", "val/loss", "test/acc", "test/loss"} <= names, names
-    per_step_synced = sorted({name for name, on_step, sync in logged if on_step and sync})
+    names = {loop: {name for kind, name, _, _ in logged if kind == loop} for loop in ("val", "test")}
+    if spec.loop == "fit":  # the spy saw both eval loops (val/acc itself: the DDP test's metrics.csv)
+        assert names["val"] and {"test/acc", "test/loss"} <= names["test"], names
+    per_step_synced = sorted({name for _, name, on_step, sync in logged if on_step and sync})
     assert per_step_synced == [], f"per-step synced logging in an eval loop: {per_step_synced}"
 
     split = (run_dir / "splits" / "test.txt").read_text().splitlines()

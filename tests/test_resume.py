@@ -153,9 +153,8 @@ def finished(tmp_path_factory):
     a run with checkpoints, not the kill sequence of ``runs`` (one module fixture each keeps xdist workers from
     building the expensive one twice)."""
     folder = tmp_path_factory.mktemp("finished")
-    with pytest.MonkeyPatch.context() as patch:
-        patch.chdir(folder)
-        assert cli.main(["bench", *CONFIG, "trainer.strategy=auto"]) == 0  # no process group left in this process
+    assert cli.main(["bench", *CONFIG, "trainer.strategy=auto",  # no process group left in this process
+                     f"runs_dir={folder / 'runs'}", f"results_dir={folder / 'results'}"]) == 0
     return folder, folder / _only_run(folder)
 
 
