@@ -240,7 +240,7 @@ def test_run_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(key,
     (killed,) = (tmp_path / "killed" / "runs").iterdir()
     assert not (killed / "metrics.json").exists()
     assert cli.main(["bench", f"resume={killed}"]) == 0, capsys.readouterr().err[-3000:]
-    assert f"resuming {killed.name}" in capsys.readouterr().out or (killed / "resumes.yaml").is_file()
+    assert f"resuming {killed} from {killed / 'checkpoints' / 'last.ckpt'} (epoch 0)" in capsys.readouterr().out
 
     for kind in runner.CKPT_KINDS:
         reports = [json.loads((r / f"test_{kind}.json").read_text()) for r in (whole, killed)]
