@@ -278,7 +278,7 @@ SELECTOR_KEYS = ("method", "data", "profile")
 
 def project_root() -> Path:
     """Folder holding ``experiments/`` and ``data_modules/``: $FER_BENCH_HOME, the cwd, or the source tree."""
-    candidates = [os.environ.get("FER_BENCH_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[2])]
+    candidates = [os.environ.get("FER_BENCH_HOME"), os.getcwd(), str(Path(__file__).resolve().parents[3])]
     for c in candidates:
         if c and (Path(c) / "experiments").is_dir() and (Path(c) / "data_modules").is_dir():
             return Path(c)
