@@ -20,10 +20,10 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 test: setup
-	WANDB_MODE=disabled $(BIN)/python -m pytest -n auto --dist worksteal
+	WANDB_MODE=disabled $(BIN)/python -m pytest -n auto --dist worksteal --durations=15
 
 test-fast: setup
-	WANDB_MODE=disabled $(BIN)/python -m pytest -n auto --dist worksteal -m "not slow"
+	WANDB_MODE=disabled $(BIN)/python -m pytest -n auto --dist worksteal -m "not slow" --durations=10
 
 bench: setup
 	$(BIN)/fer-bench bench $(if $(SUITE),suite=$(SUITE) $(if $(filter command line,$(origin DATA)),data=$(DATA)),method=$(METHOD) data=$(DATA)) $(if $(PROFILE),profile=$(PROFILE)) $(ARGS)

@@ -90,3 +90,23 @@ def pickle_with_vanished_classes(model: nn.Module, path, module_name: str) -> No
 def pytest_collection_modifyitems(items):
     """The slow tier first, so that the xdist workers start the long tests at once and finish together."""
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
+# The synthetic task the learning tests of the fit loop train on: 30 subjects (6 test subjects x 7 classes x 3).
+LEARN_DATA = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.difficulty=easy",
+              "data.num_workers=0", "data.batch_size=16", "trainer.progress_bar=false", "logger.wandb=false"]
+BASELINE_SIZE = 48  # 8 epochs: test accuracy 0.865 (chance 1/7; the tests ask for more than 1/7 + 0.4)
+BASELINE_LEARNS = [*LEARN_DATA, f"data.synth.size={BASELINE_SIZE}", f"data.image_size={BASELINE_SIZE}",
+                   "trainer.max_epochs=8"]
+
+
+@pytest.fixture(scope="session")
+def learned_baseline(tmp_path_factory):
+    """(run directory, results folder) of one baseline run that learned the synthetic task, shared by the learning,
+    re-test, predict and export tests (tests/test_baseline.py, tests/test_predict_export.py): one training for all."""
+    from fer_bench.config import build_config
+    from fer_bench.engine import runner
+
+    out = tmp_path_factory.mktemp("learned-baseline")
+    cfg = build_config([*BASELINE_LEARNS, f"runs_dir={out / 'runs'}", f"results_dir={out / 'results'}"])
+    return runner.train_one(cfg), out / "results"

@@ -9,27 +9,24 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_png
+from test_ddp import TINY as DDP_TINY
 
 from fer_bench.config import build_config
 from fer_bench.engine import runner
 
-TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
-        "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
-        "trainer.progress_bar=false", "logger.wandb=false"]
+TINY = [*DDP_TINY, "data.image_size=48"]  # the shared tiny data set (15 subjects, 48 px)
 
 
 @pytest.mark.slow
-def test_baseline_learns_synthetic_faces_and_retests_identically(tmp_path):
-    cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={tmp_path / 'runs'}",
-                        f"results_dir={tmp_path / 'results'}"])
-    run_dir = runner.train_one(cfg)
+def test_baseline_learns_synthetic_faces_and_retests_identically(learned_baseline):
+    run_dir, results = learned_baseline  # conftest: one training shared with the predict and export tests
     metrics = json.loads((run_dir / "metrics.json").read_text())
     chance = 1 / 7
     assert metrics["best"]["test/acc"] > chance + 0.4, metrics
     for name in ("config.yaml", "splits/train.txt", "checkpoints/best.ckpt", "checkpoints/last.ckpt",
                  "plots/confusion_best.png", "logs/metrics.csv"):
         assert (run_dir / name).is_file(), name
-    board = pd.read_csv(tmp_path / "results" / "leaderboard.csv")
+    board = pd.read_csv(results / "leaderboard.csv")
     assert board["ckpt"].tolist() == ["best", "last"] and board["run_id"].nunique() == 1
     retest = runner.test_run(run_dir, "best")
     assert retest["test/acc"] == pytest.approx(metrics["best"]["test/acc"], abs=1e-6)
@@ -63,7 +60,7 @@ def test_cli_bench_on_a_hand_made_class_folder_tree(tmp_path):
 
 
 def test_faithful_protocol_scores_test_every_epoch_and_flags_it(tmp_path):
-    cfg = build_config([*TINY, "method.protocol=faithful", "trainer.max_epochs=2", "data.synth.per_subject=1",
+    cfg = build_config([*TINY, "method.protocol=faithful", "trainer.max_epochs=2", "eval.bootstrap=0",
                         f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
     run_dir = runner.train_one(cfg)
     history = pd.read_csv(run_dir / "logs" / "metrics.csv")

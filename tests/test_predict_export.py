@@ -9,19 +9,14 @@ import numpy as np
 import pandas as pd
 import pytest
 import timm
-import torch
 import yaml
+from conftest import BASELINE_SIZE
 
-from fer_bench.config import ConfigError, build_config
+from fer_bench import cli
+from fer_bench.config import ConfigError
 from fer_bench.deploy import predict
-from fer_bench.deploy.export import export_onnx
-from fer_bench.deploy.inference import RunModel, load_run_model
-from fer_bench.engine import runner
-from fer_bench.methods import method_keys
+from fer_bench.deploy.inference import load_run_model
 
-TINY = ["profile=cpu", "data.synth.subjects=30", "data.synth.per_subject=3", "data.synth.size=64",
-        "data.synth.difficulty=easy", "data.image_size=64", "data.num_workers=0", "data.batch_size=16",
-        "trainer.progress_bar=false", "logger.wandb=false"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -30,10 +25,8 @@ def _cli(*args):
 
 
 @pytest.fixture(scope="module")
-def trained_run(tmp_path_factory):
-    out = tmp_path_factory.mktemp("run")
-    cfg = build_config([*TINY, "trainer.max_epochs=12", f"runs_dir={out / 'runs'}", f"results_dir={out / 'results'}"])
-    return runner.train_one(cfg)
+def trained_run(learned_baseline):
+    return learned_baseline[0]
 
 
 @pytest.mark.slow
@@ -65,10 +58,10 @@ def test_predict_on_a_folder_reproduces_the_reported_test_accuracy(trained_run, 
 @pytest.mark.slow
 def test_run_config_holds_the_resolved_input_recipe(trained_run):
     saved = yaml.safe_load((trained_run / "config.yaml").read_text())["backbone"]
-    cfg = timm.get_pretrained_cfg("test_resnet")  # the cpu profile's backbone; data.image_size=64 sets the size
-    assert (saved["input_size"], saved["mean"], saved["std"]) == (64, list(cfg.mean), list(cfg.std))
+    cfg = timm.get_pretrained_cfg("test_resnet")  # the cpu profile's backbone; data.image_size sets the size
+    assert (saved["input_size"], saved["mean"], saved["std"]) == (BASELINE_SIZE, list(cfg.mean), list(cfg.std))
     needs = load_run_model(trained_run).needs
-    assert (needs.image_size, list(needs.mean), list(needs.std)) == (64, list(cfg.mean), list(cfg.std))
+    assert (needs.image_size, list(needs.mean), list(needs.std)) == (BASELINE_SIZE, list(cfg.mean), list(cfg.std))
 
 
 def test_collect_inputs_reads_a_csv_relative_to_its_folder_and_names_a_bad_one(tmp_path):
@@ -96,37 +89,14 @@ def test_a_missing_detector_model_is_named():
         predict.YuNetDetector("/no/yunet.onnx")
 
 
-@pytest.mark.parametrize("name", method_keys())
-def test_onnx_export_of_every_method_matches_pytorch(name, tmp_path):
-    cfg = build_config([f"method={name}", *TINY])
-    torch.manual_seed(0)
-    method = runner.build_method(cfg).eval()
-    needs = method.data_needs()
-    model = RunModel(tmp_path, cfg, method, needs)
-    images = torch.randn(3, 3, needs.image_size, needs.image_size)
-    report = export_onnx(model, tmp_path / "export", images, atol=1e-4)
-    meta = json.loads((tmp_path / "export" / "model.json").read_text())
-    assert meta["outputs"][0] == "logits" and meta["input"]["size"] == needs.image_size
-    import onnx
-
-    props = {p.key: json.loads(p.value) for p in onnx.load(report["path"]).metadata_props}
-    assert props["input"] == meta["input"] and props["class_names"] == method.class_names
-    assert (props["input"]["mean"], props["input"]["std"]) == (list(needs.mean), list(needs.std))
-    assert max(report["max_abs_diff"].values()) <= 1e-4
-    import onnxruntime as ort
-
-    session = ort.InferenceSession(report["path"], providers=["CPUExecutionProvider"])
-    five = torch.randn(5, 3, needs.image_size, needs.image_size)
-    logits = session.run(["logits"], {"images": five.numpy()})[0]  # the batch axis is dynamic
-    assert logits.shape == (5, method.num_classes)
-    assert np.abs(logits - method(five).detach().numpy()).max() <= 1e-4
+# The ONNX export of every registered method: tests/test_methods.py::test_onnx_export_matches_pytorch.
 
 
 @pytest.mark.slow
-def test_export_cli_writes_the_model_next_to_the_run(trained_run):
-    result = _cli("export", f"run={trained_run}", "format=onnx")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert "max abs difference: logits" in result.stdout
+def test_export_cli_writes_the_model_next_to_the_run(trained_run, capsys):
+    """The verb in this process (``python -m fer_bench.cli`` itself is run by the predict test above)."""
+    assert cli.main(["export", f"run={trained_run}", "format=onnx"]) == 0, capsys.readouterr().err[-3000:]
+    assert "max abs difference: logits" in capsys.readouterr().out
     assert (trained_run / "export" / "model.onnx").is_file()
-    bad = _cli("export", f"run={trained_run}", "format=tflite")
-    assert bad.returncode == 2 and "format=tflite: only onnx is supported" in bad.stderr
+    assert cli.main(["export", f"run={trained_run}", "format=tflite"]) == 2
+    assert "format=tflite: only onnx is supported" in capsys.readouterr().err

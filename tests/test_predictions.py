@@ -1,109 +1,20 @@
-"""Predictions files (methods/predictions.py): every registered method's tested checkpoints leave one row per test
-image in the split file's order, and every leaderboard metric of a row recomputed from its file (scikit-learn, numpy)
-equals the leaderboard's value; the rows carry bootstrap intervals, which ``eval.bootstrap=0`` turns off."""
+"""Predictions files (methods/predictions.py): the collector, bootstrap intervals and their settings.
+
+Per registered method (every tested checkpoint leaves one row per test image in the split file's order, and every
+leaderboard metric recomputed from its file equals the leaderboard's value): tests/test_methods.py."""
 
 from __future__ import annotations
-
-import os
-import re
 
 import numpy as np
 import pandas as pd
 import pytest
-from omegaconf import OmegaConf
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 
 from fer_bench.config import ConfigError, build_config
-from fer_bench.engine import runner
-from fer_bench.methods import method_keys
 from fer_bench.methods import predictions as P
-from fer_bench.protocols import benchmark
 from fer_bench.results import leaderboard
 
-TINY = ["profile=cpu", "data.synth.subjects=15", "data.synth.per_subject=1", "data.synth.size=48",
-        "data.synth.difficulty=easy", "data.num_workers=0", "data.batch_size=16", "trainer.progress_bar=false",
-        "logger.wandb=false", "trainer.max_epochs=1", "trainer.limit_train_batches=2", "seeds=[0]"]
-# On top of each method's `profile=cpu`; a method without an entry runs on its profile alone. Fit methods run the
-# faithful protocol, so that the test-selected checkpoint (best_test_epoch) is covered too.
-METHOD_TINY = {
-    "baseline": ["data.image_size=48", "method.protocol=faithful"],
-    "qcs": ["data.synth.size=32", "method.dim=32", "method.image_size=32", "method.heads=2", "data.batch_size=8",
-            "method.protocol=faithful"],
-    "multitask": ["data.space=basic7", "data.synth.classes=basic7", "data.image_size=48",
-                  "method.protocol=faithful"],
-    "clip_gfer": ["data.image_size=32", "method.protocol=faithful"],
-    "continual": ["data.synth.subjects=9", "data.synth.size=32", "data.image_size=24", "method.step_batch_size=8",
-                  "method.step_epochs=1", "method.max_steps=2", "method.fewshot.enabled=false"],
-}
-CLASSIFICATION = {"acc": accuracy_score, "uar": balanced_accuracy_score,
-                  "f1": lambda t, p: f1_score(t, p, average="macro")}
-
-
-def _np_ccc(x: np.ndarray, y: np.ndarray) -> float:
-    return 2 * np.cov(x, y, bias=True)[0, 1] / (x.var() + y.var() + (x.mean() - y.mean()) ** 2)
-
-
-def _bench(method: str, tmp_path, *extra: str):
-    cfg = build_config([f"method={method}", *TINY, *METHOD_TINY.get(method, []), *extra,
-                        f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
-    [run_dir] = benchmark.bench(cfg)
-    return run_dir, leaderboard.read(tmp_path / "results")
-
-
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore:y_pred contains classes not in y_true")
-@pytest.mark.parametrize("method", method_keys())
-def test_leaderboard_metrics_recomputed_from_the_predictions_file_are_exact(method, tmp_path):
-    run_dir, board = _bench(method, tmp_path)
-    split = (run_dir / "splits" / "test.txt").read_text().splitlines()
-    expected_ckpts = {"final"} if method == "continual" else {"best_test_epoch", "last"}
-    assert set(board["ckpt"]) == expected_ckpts
-    for _, row in board.iterrows():
-        frame, meta = P.read_predictions(run_dir / P.file_name(row["ckpt"]))
-        # one row per test image, in the split file's order, ids relative to the split lists' common folder
-        assert frame["id"].tolist() == [os.path.relpath(p, meta["root"]) for p in split]
-        assert meta["root"] == os.path.commonpath(
-            [p for s in ("train", "val", "test") for p in (run_dir / "splits" / f"{s}.txt").read_text().split()])
-        classes = len(meta["class_names"])
-        probs = frame[[f"prob_{k}" for k in range(classes)]].to_numpy()
-        assert probs.dtype == np.float32 and np.allclose(probs.sum(1), 1, atol=1e-5)
-        assert {"subject", "domain", "target", "pred"} <= set(frame) and frame["subject"].notna().all()
-        assert "target_au_12" in frame  # the synthetic faces' AU labels
-        if "test/au_f1" in row and pd.notna(row["test/au_f1"]):  # the multitask method's AU head at test time
-            assert [c for c in frame if re.fullmatch(r"au_\d+", c)], "the AU head's scores are kept"
-        for name, ref in CLASSIFICATION.items():
-            recomputed = np.float32(ref(frame["target"], frame["pred"]))
-            assert recomputed == np.float32(row[f"test/{name}"]), (row["ckpt"], name)
-            assert row[f"test/{name}_lo"] <= row[f"test/{name}_hi"]
-        assert row["test/acc_lo"] <= row["test/acc"] <= row["test/acc_hi"]
-        assert row["ci_method"].startswith("BCa") and row["ci_unit"] == "image"
-        with_va = {"valence", "target_valence"} <= set(frame)  # a method with valence/arousal outputs
-        assert with_va == ("test/ccc_v" in row and pd.notna(row["test/ccc_v"])), (row["ckpt"], with_va)
-        if with_va:
-            for short, dim in (("v", "valence"), ("a", "arousal")):
-                known = frame[f"target_{dim}"].notna()
-                got = _np_ccc(frame.loc[known, dim].to_numpy(np.float64),
-                              frame.loc[known, f"target_{dim}"].to_numpy(np.float64))
-                # the metric sums float64 states in one pass: equal to the two-pass value up to rounding
-                assert got == pytest.approx(row[f"test/ccc_{short}"], rel=1e-5, abs=1e-6)
-                assert row[f"test/ccc_{short}_lo"] <= row[f"test/ccc_{short}_hi"]
-    if method == "baseline":
-        _retest_rewrites_the_file_and_bootstrap_zero_drops_the_intervals(run_dir)
-
-
-def _retest_rewrites_the_file_and_bootstrap_zero_drops_the_intervals(run_dir):
-    path = run_dir / P.file_name("best_test_epoch")  # faithful: best.ckpt is the test-selected epoch
-    kept = P.read_predictions(path)[0]
-    path.unlink()
-    config = run_dir / "config.yaml"
-    saved = OmegaConf.load(config)
-    saved.eval.bootstrap = 0
-    config.write_text(OmegaConf.to_yaml(saved))
-    metrics = runner.test_run(run_dir, "best")
-    again = P.read_predictions(path)[0]
-    pd.testing.assert_frame_equal(again, kept)
-    assert not [k for k in metrics if k.endswith(("_lo", "_hi")) or k.startswith("ci_")], metrics
-    assert np.float32(accuracy_score(again["target"], again["pred"])) == np.float32(metrics["test/acc"])
+# The leaderboard-from-predictions check of every registered method, a retest rewriting the file and
+# ``eval.bootstrap=0`` are in tests/test_methods.py::test_tiny_bench_predictions_reproduce_the_leaderboard.
 
 
 def test_collector_sorts_by_dataset_index_and_refuses_an_image_scored_twice():

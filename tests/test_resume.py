@@ -147,22 +147,33 @@ def _refused(run_dir: Path, results: Path, args: list[str], capsys) -> str:
     return capsys.readouterr().err
 
 
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """(folder, run directory) of one uninterrupted run of ``CONFIG``, made in this process: the refusal tests need
+    a run with checkpoints, not the kill sequence of ``runs`` (one module fixture each keeps xdist workers from
+    building the expensive one twice)."""
+    folder = tmp_path_factory.mktemp("finished")
+    assert cli.main(["bench", *CONFIG, "trainer.strategy=auto",  # no process group left in this process
+                     f"runs_dir={folder / 'runs'}", f"results_dir={folder / 'results'}"]) == 0
+    return folder, folder / _only_run(folder)
+
+
 @pytest.mark.slow
-def test_resume_from_a_truncated_checkpoint_names_it_and_changes_nothing(runs, tmp_path, capsys):
-    _, killed, run = runs
+def test_resume_from_a_truncated_checkpoint_names_it_and_changes_nothing(finished, tmp_path, capsys):
+    folder, run = finished
     damaged = tmp_path / "run"
-    shutil.copytree(killed / run, damaged)
+    shutil.copytree(run, damaged)
     last = damaged / "checkpoints" / "last.ckpt"
     last.write_bytes(last.read_bytes()[: last.stat().st_size // 2])
     for extra in ([], ["trainer.max_epochs=3", "resume.allow_recipe_change=true"]):
-        error = _refused(damaged, killed / "results", extra, capsys)
+        error = _refused(damaged, folder / "results", extra, capsys)
         assert f"cannot read checkpoint {last}: it is damaged" in error, error
         assert "resume.ckpt=best" in error and "start the run anew" in error and "Traceback" not in error
 
 
 @pytest.mark.slow
-def test_resume_with_a_recipe_change_is_refused_and_changes_nothing(runs, capsys):
-    _, killed, run = runs
-    error = _refused(killed / run, killed / "results", ["trainer.precision=bf16-mixed"], capsys)
+def test_resume_with_a_recipe_change_is_refused_and_changes_nothing(finished, capsys):
+    folder, run = finished
+    error = _refused(run, folder / "results", ["trainer.precision=bf16-mixed"], capsys)
     assert "refuses to change the recipe (trainer.precision: '32-true' -> 'bf16-mixed')" in error, error
     assert "resume.allow_recipe_change=true" in error

@@ -32,6 +32,7 @@ class ClipGfer(FERMethod):
         self.groups = ChannelGroups(tower.out_dim, self.num_classes, m.groups)
         self.image_size = int(vit.patch_embed.img_size[0])
         self._drop_generator: torch.Generator | None = None
+        self._drop_state: torch.Tensor | None = None  # from a checkpoint, set when the generator is made
 
     def data_needs(self) -> DataNeeds:
         if self.cfg.method.preprocess == "clip":
@@ -56,7 +57,20 @@ class ClipGfer(FERMethod):
         """The seeded generator of the per-step drop masks, on the model's device."""
         if self._drop_generator is None or self._drop_generator.device != device:
             self._drop_generator = torch.Generator(device=device).manual_seed(int(self.cfg.seed))
+            if self._drop_state is not None:
+                self._drop_generator.set_state(self._drop_state)
+                self._drop_state = None
         return self._drop_generator
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """The drop masks' generator travels with the checkpoint (the engine restores only the global generators),
+        so a resumed run draws the masks an uninterrupted one would."""
+        if self._drop_generator is not None:
+            checkpoint["drop_generator"] = self._drop_generator.get_state()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if "drop_generator" in checkpoint:
+            self._drop_state, self._drop_generator = checkpoint["drop_generator"], None
 
     def losses(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
         """Total loss, logits and the named terms of one batch."""
