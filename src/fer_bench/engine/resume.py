@@ -29,6 +29,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from fer_bench.atomic import atomic_write_text, stale_temporaries
 from fer_bench.config import ConfigError, load_run_config, resume_config, to_yaml
+from fer_bench.labels import class_names
 from fer_bench.methods import spec_of
 
 # Keys (or key prefixes) that say where and how a run executes, not what it computes. data.batch_size is the
@@ -169,10 +170,9 @@ def check_checkpoint(plan: ResumePlan) -> None:
     if _is_scenario(plan.cfg):  # the model grows step by step: the scenario loop fits it
         plan.epoch = int(state.get("step", -1))
         return
-    from fer_bench.engine.runner import build_method
-
     try:
-        build_method(plan.cfg).load_state_dict(state["state_dict"])
+        spec_of(plan.cfg.method.name).build(plan.cfg, class_names(plan.cfg.data.space)).load_state_dict(
+            state["state_dict"])
     except RuntimeError as e:
         raise ResumeError(f"{plan.ckpt} does not fit the model of {plan.run_dir}/config.yaml with the values given: "
                           f"{str(e).splitlines()[0]}") from None

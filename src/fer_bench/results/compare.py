@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, stats
 
-from fer_bench.results.prediction_sets import Side, check_same_test_set
 from fer_bench.metrics import intervals
+from fer_bench.results.prediction_sets import Side, check_same_test_set
 
 ALPHA = 0.05
 POWER = 0.8

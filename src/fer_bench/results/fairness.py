@@ -21,9 +21,9 @@ import pandas as pd
 from fairlearn.metrics import MetricFrame, count
 from sklearn.metrics import accuracy_score, balanced_accuracy_score
 
+from fer_bench.metrics import intervals
 from fer_bench.results.compare import seed_mean
 from fer_bench.results.prediction_sets import Side
-from fer_bench.metrics import intervals
 
 
 def statistical_parity(groups, y_pred, aggregation: str = "mean") -> float:

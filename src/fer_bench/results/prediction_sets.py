@@ -17,9 +17,9 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 import pandas as pd
 
+from fer_bench.methods import predictions as P
 from fer_bench.results import leaderboard
 from fer_bench.results.provenance import hash_of_test_split
-from fer_bench.methods import predictions as P
 
 REQUIRED = ("id", "target", "pred")
 XDOM = "_xdom_"  # methods.predictions.file_name of a cross-domain target: predictions_<ckpt>_xdom_<target>.parquet

@@ -116,7 +116,8 @@ def build_report(results_dir: Path, runs_dir: Path, out: Path, group_by: str | N
                                  + " · ".join(f"[{p.stem}]({_link(p, out)})" for p in pngs))
     parts = [f"# fer-bench report\n\n{time.strftime('%Y-%m-%d %H:%M')} from `{results_dir / 'leaderboard.csv'}` "
              f"({len(table)} rows, {table['run_id'].nunique()} runs). Tables and pictures use the val-selected "
-             "checkpoint (`best`; `final` for scenario runs such as continual; `best_test_epoch` for faithful runs, marked).\n",
+             "checkpoint (`best`; `final` for scenario runs such as continual; `best_test_epoch` for faithful runs, "
+             "marked).\n",
              "## Leaderboard (mean ± std over seeds)\n",
              *leaderboard.protocol_sections(report.tables["leaderboard"], "###"),
              leaderboard.init_footnotes(table), ""]
