@@ -1,33 +1,21 @@
 """The centre-loss baseline: a backbone and a linear head trained with cross-entropy + λ·centre loss on the
-backbone's pooled features (Wen et al., ECCV 2016). Evaluation, metrics and the optimiser come from FERMethod."""
+backbone's pooled features (Wen et al., ECCV 2016). Backbone, head and inference path are fer-bench's baseline;
+evaluation, metrics and the optimiser come from FERMethod."""
 
 from __future__ import annotations
 
 import torch.nn.functional as F
 
-from fer_bench.data.datamodule import DataNeeds
-from fer_bench.methods.base import FERMethod
-from fer_bench.models import backbones, preprocessing
-from fer_bench.models.heads import LinearHead
+from fer_bench.methods.baseline.module import Baseline
 from fer_bench_centre_loss.centres import ClassCentres
 
 
-class CentreLossMethod(FERMethod):
+class CentreLossMethod(Baseline):
+    """The baseline's network plus one centre per class; the centres play no part in inference."""
+
     def __init__(self, cfg, class_names):
         super().__init__(cfg, class_names)
-        b = cfg.backbone
-        self.backbone, own = backbones.create(b.name, pretrained=b.pretrained, weights=b.weights,
-                                              drop_rate=b.drop_rate)
-        self.info = preprocessing.for_config(cfg, own, b.weights)
-        self.head = LinearHead(self.info.num_features, self.num_classes)
         self.centres = ClassCentres(self.num_classes, self.info.num_features)
-
-    def data_needs(self) -> DataNeeds:
-        return DataNeeds(self.info.image_size, self.info.mean, self.info.std)
-
-    def forward(self, images):
-        """The inference path (test, predict, export): the centres play no part in it."""
-        return self.head(self.backbone(images))
 
     def training_step(self, batch, batch_idx):
         labels = batch["label"]
