@@ -42,9 +42,9 @@ from fer_bench.protocols import benchmark
 from fer_bench.results import leaderboard
 
 METHODS = method_keys()
-# The spec questions a generic test asks to leave a method out, with where that method's own test lives.
+# Resume and DDP as written here are the fit loop's (epoch checkpoints); a scenario method resumes from its scenario
+# checkpoint and is tested so in its own file (continual: tests/test_continual.py, mid-scenario resume and DDP).
 FIT = [k for k in METHODS if spec_of(k).loop == "fit"]
-SCENARIO_ELSEWHERE = "loop=scenario: its resume and DDP tests are in tests/test_<key>.py (scenario checkpoints)"
 CLASSIFICATION = {"acc": accuracy_score, "uar": balanced_accuracy_score,
                   "f1": lambda t, p: f1_score(t, p, average="macro")}
 
@@ -53,12 +53,6 @@ def tiny_config(key: str, tmp_path, *extra: str):
     """``method=key`` on the shared tiny data set with the spec's tiny overrides, writing under ``tmp_path``."""
     return build_config([f"method={key}", *TINY, *spec_of(key).tiny, *extra,
                          f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
-
-
-def fit_only(key: str):
-    """``key`` as a parameter, skipped (with the reason) for a scenario method."""
-    marks = [pytest.mark.skip(reason=SCENARIO_ELSEWHERE.replace("<key>", key))] if key not in FIT else []
-    return pytest.param(key, marks=marks)
 
 
 # ------------------------------------------------------------------------------------------ config
@@ -228,7 +222,7 @@ def _interrupt_at(monkeypatch, point: str, nth: int) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", [fit_only(k) for k in METHODS])
+@pytest.mark.parametrize("key", FIT)
 def test_run_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(key, tmp_path, monkeypatch, capsys):
     epochs = ["trainer.max_epochs=2", "trainer.limit_train_batches=2", "eval.bootstrap=0"]
     whole = runner.train_one(tiny_config(key, tmp_path / "whole", *epochs))
@@ -261,7 +255,7 @@ def test_run_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(key,
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("key", [fit_only(k) for k in METHODS])
+@pytest.mark.parametrize("key", FIT)
 def test_ddp_spawn_run_matches_one_process_on_an_odd_test_set(key, tmp_path, monkeypatch):
     """The test split is odd (3 test subjects x 7 classes), so rank 0 runs 3 test batches of ``EVAL_BATCH`` and
     rank 1 only 2: a padding sampler would count an image twice, a per-step collective would hang."""
