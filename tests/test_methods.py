@@ -8,8 +8,10 @@ or plugin) is covered once it is registered, with no list to edit. Each config i
 - smoke: one tiny ``bench`` per method; its leaderboard metrics recomputed from the predictions file are exact, and
   no eval loop logs a per-step synced value (a collective per batch hangs under DDP with unequal shards).
 - resume: a fit run interrupted after its first epoch and resumed ends bit for bit as an uninterrupted run.
-- ddp: one 2-process ``ddp_spawn`` launch per method: one run directory, files, leaderboard, the image check done
-  once, and the 2-process test on an odd test set equal to a 1-process re-test, prediction for prediction.
+- ddp: one 2-process launch per method (``ddp_fork``: the ranks inherit the imported modules, a third of the cost of
+  ``ddp_spawn``, which tests/test_ddp.py, test_continual.py and test_metrics.py launch): one run directory, files,
+  leaderboard, the image check done once, and the 2-process test on an odd test set equal to a 1-process re-test,
+  prediction for prediction.
 """
 
 from __future__ import annotations
@@ -45,6 +47,7 @@ METHODS = method_keys()
 # Resume and DDP as written here are the fit loop's (epoch checkpoints); a scenario method resumes from its scenario
 # checkpoint and is tested so in its own file (continual: tests/test_continual.py, mid-scenario resume and DDP).
 FIT = [k for k in METHODS if spec_of(k).loop == "fit"]
+DDP_FORK = [*DDP, "trainer.strategy=ddp_fork"]  # the ddp_sim preset (2 CPU ranks, gloo), forked
 CLASSIFICATION = {"acc": accuracy_score, "uar": balanced_accuracy_score,
                   "f1": lambda t, p: f1_score(t, p, average="macro")}
 
@@ -256,11 +259,11 @@ def test_run_interrupted_after_an_epoch_resumes_to_the_uninterrupted_result(key,
 
 @pytest.mark.slow
 @pytest.mark.parametrize("key", FIT)
-def test_ddp_spawn_run_matches_one_process_on_an_odd_test_set(key, tmp_path, monkeypatch):
+def test_ddp_run_matches_one_process_on_an_odd_test_set(key, tmp_path, monkeypatch):
     """The test split is odd (3 test subjects x 7 classes), so rank 0 runs 3 test batches of ``EVAL_BATCH`` and
     rank 1 only 2: a padding sampler would count an image twice, a per-step collective would hang."""
     monkeypatch.setenv("FER_BENCH_CACHE", str(tmp_path / "cache"))  # its own image-check log, counted below
-    cfg = tiny_config(key, tmp_path, *DDP, "trainer.max_epochs=2")
+    cfg = tiny_config(key, tmp_path, *DDP_FORK, "trainer.max_epochs=2")
     with deadline():
         run_dir = runner.train_one(cfg)
 

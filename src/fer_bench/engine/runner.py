@@ -27,7 +27,7 @@ from fer_bench.data.datamodule import FERDataModule
 from fer_bench.engine import cross_domain, init_record
 from fer_bench.engine.checkpoint_io import AtomicCheckpointIO
 from fer_bench.engine.csv_history import keep_history
-from fer_bench.engine.ddp_wait import strategy_for
+from fer_bench.engine.ddp_wait import FIND_UNUSED, START_METHODS, strategy_for
 from fer_bench.engine.loggers import build_loggers, finish_wandb, log_images
 from fer_bench.engine.resume import default_checkpoint
 from fer_bench.engine.rng import RngState
@@ -72,8 +72,8 @@ def build_trainer(cfg: DictConfig, run_dir: Path, loggers: list, callbacks: list
     t = cfg.trainer
     automatic = method is None or method.automatic_optimization
     strategy = t.strategy
-    if method is not None and method.ddp_find_unused_parameters and strategy in ("ddp", "ddp_spawn"):
-        strategy = f"{strategy}_find_unused_parameters_true"
+    if method is not None and method.ddp_find_unused_parameters and strategy in START_METHODS:
+        strategy = f"{strategy}{FIND_UNUSED}"
     return pl.Trainer(
         max_epochs=t.max_epochs, accelerator=t.accelerator, devices=t.devices, strategy=strategy_for(t, strategy),
         num_nodes=t.num_nodes, precision=t.precision, deterministic=t.deterministic,
