@@ -39,7 +39,7 @@ perf: setup
 	WANDB_MODE=disabled $(BIN)/fer-bench perf $(ARGS)
 
 lint: setup
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests examples
 
 clean:
 	rm -rf runs results .pytest_cache .ruff_cache build src/*.egg-info
