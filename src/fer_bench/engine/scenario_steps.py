@@ -7,11 +7,12 @@ import shutil
 from pathlib import Path
 
 import numpy as np
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import EarlyStopping
 from lightning.pytorch.loggers import CSVLogger
 
 from fer_bench.data.datamodule import FERDataModule
 from fer_bench.data.scenario import Scenario
+from fer_bench.engine.min_delta_checkpoint import MinDeltaCheckpoint
 from fer_bench.engine.runner import build_trainer, load_weights
 from fer_bench.methods.inference import infer
 from fer_bench.methods.scenario import FitStage
@@ -19,12 +20,14 @@ from fer_bench.methods.scenario import FitStage
 
 def fit_step(method, dm: FERDataModule, run_dir: Path, stage: FitStage) -> None:
     """Train the current step (``dm.step``) as ``stage`` says (logs under ``logs/<stage.name>``), then restore the
-    weights of its best validation epoch."""
+    weights of its best validation epoch: the last epoch that beat the kept best by more than ``stage.min_delta``
+    (Keras ``restore_best_weights`` with ``min_delta``; 0: the epoch of the best value)."""
     folder = run_dir / "checkpoints" / "current"
     shutil.rmtree(folder, ignore_errors=True)
     mode = "min" if stage.monitor.endswith("loss") else "max"
-    callbacks = [ModelCheckpoint(dirpath=folder, filename="best", monitor=stage.monitor, mode=mode,
-                                 save_weights_only=True, auto_insert_metric_name=False, enable_version_counter=False)]
+    callbacks = [MinDeltaCheckpoint(stage.min_delta, dirpath=folder, filename="best", monitor=stage.monitor, mode=mode,
+                                    save_weights_only=True, auto_insert_metric_name=False,
+                                    enable_version_counter=False)]
     if stage.patience > 0:
         callbacks.append(EarlyStopping(monitor=stage.monitor, mode=mode, patience=stage.patience,
                                        min_delta=stage.min_delta))

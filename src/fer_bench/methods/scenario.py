@@ -40,8 +40,9 @@ BASE_CKPT = "base.ckpt"  # checkpoints/base.ckpt: base_state() after step 0
 @dataclass(frozen=True)
 class FitStage:
     """One ``Trainer.fit`` of a step: its log folder ``logs/<name>``, ``epochs`` (the trainer's max_epochs), the
-    validation metric whose best epoch is restored afterwards (``monitor``; minimised when it ends in ``loss``),
-    early stopping (``patience`` epochs without an improvement of ``min_delta``; 0 = off), and ``prepare``, called
+    validation metric whose best epoch is restored afterwards (``monitor``; minimised when it ends in ``loss``; a new
+    best must improve by more than ``min_delta``, as Keras' restore_best_weights), early stopping (``patience`` epochs
+    without an improvement of ``min_delta``; 0 = off), and ``prepare``, called
     just before this stage's fit (e.g. unfreeze more layers for a second stage)."""
 
     name: str
