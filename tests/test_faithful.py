@@ -2,6 +2,7 @@
 docs/faithful.md is generated from them, no validation split is carved (training on the whole train split, the
 epoch chosen on test and flagged), and the continual memory is sized from the whole train fold."""
 
+import json
 from functools import cache
 from pathlib import Path
 
@@ -323,3 +324,39 @@ def test_leaderboard_shows_faithful_and_corrected_results_in_separate_sections()
     assert "0.811" in markdown[corrected:faithful] and "0.733" in markdown[corrected:faithful]
     assert "0.922" in markdown[faithful:end] and "best_test_epoch" in markdown[faithful:end]
     assert "0.922" not in markdown[corrected:faithful]
+
+
+@pytest.mark.slow
+def test_faithful_continual_continues_on_the_best_base_fold(tmp_path):
+    """complex-FER `--phase all`: the base model is trained on every subject fold and the class orders continue on
+    the fold whose base scores best on its held-out fold, from that fold's base model (CFEE release layout, 3 folds
+    of the 8 subjects written by tests/test_inspect.py's tree)."""
+    from test_inspect import _cfee_tree
+
+    _cfee_tree(tmp_path / "cfee")
+    cfg = build_config(["method=continual", "data=cfee", f"data.root={tmp_path / 'cfee'}", "profile=cpu",
+                        "method.protocol=faithful", "data.folds=3", "method.base_fold=best", "data.image_size=24",
+                        "data.batch_size=16", "data.num_workers=0", "method.step_batch_size=8",
+                        "trainer.max_epochs=2", "method.step_epochs=1", "method.max_steps=2",
+                        "method.base_finetune_trainable=null", "method.fewshot.enabled=false",
+                        "trainer.progress_bar=false", "logger.wandb=false", "seeds=[0,1]",
+                        f"runs_dir={tmp_path / 'runs'}", f"results_dir={tmp_path / 'results'}"])
+    run_dirs = benchmark.bench(cfg)
+    assert len(run_dirs) == 2  # the two class orders; the three base-only fold runs are not bench results
+    record = json.loads((run_dirs[0] / "metrics.json").read_text())["base_fold"]
+    base_runs = [tmp_path / "runs" / name for name in record["base_runs"]]
+    assert [d.name.split("-fold")[1].split("-")[0] for d in base_runs] == ["0", "1", "2"]
+    for run_dir, acc in zip(base_runs, record["base_acc"], strict=True):  # step 0 only, scored on its held-out fold
+        state = torch.load(run_dir / "checkpoints" / "scenario.ckpt", map_location="cpu", weights_only=True)
+        assert state["step"] == 0 and state["rows"][0][0] == pytest.approx(acc)
+    best = record["selected"]
+    assert best == int(np.argmax(record["base_acc"]))
+    chosen = base_runs[best]
+    shared = torch.load(chosen / "checkpoints" / "base.ckpt", map_location="cpu", weights_only=True)
+    for run_dir in run_dirs:  # every order continues on that fold, from that base model, without training one
+        assert f"-fold{best}-" in run_dir.name
+        assert (run_dir / "splits" / "test.txt").read_text() == (chosen / "splits" / "test.txt").read_text()
+        assert json.loads((run_dir / "metrics.json").read_text())["base_fold"] == record
+        assert sorted(p.name for p in (run_dir / "logs").iterdir()) == ["step01"]
+        base = torch.load(run_dir / "checkpoints" / "base.ckpt", map_location="cpu", weights_only=True)
+        assert all(torch.equal(v, shared["backbone"][k]) for k, v in base["backbone"].items())

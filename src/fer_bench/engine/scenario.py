@@ -87,9 +87,11 @@ def _fit_step(method: ScenarioMethod, dm: FERDataModule, run_dir: Path, step: in
         fit_step(method, dm, run_dir, stage)
 
 
-def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = None) -> Path:
+def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = None, last_step: int | None = None,
+        base_fold: dict | None = None) -> Path:
     """Run (or resume) one seed's scenario; returns the run directory. ``base_from``: a ``base.ckpt`` whose
-    base model replaces step 0's training (the method's ``shares_base``)."""
+    base model replaces step 0's training (the method's ``shares_base``); ``last_step``: stop after that step (a
+    resumable partial run); ``base_fold``: how the base model's fold was chosen, recorded in ``metrics.json``."""
     spec_of(cfg.method.name).check_config(cfg)
     scenario = scenario_of(cfg)  # refuses a bad config before the run directory exists
     run_dir = resume or new_run_dir(cfg)
@@ -120,12 +122,12 @@ def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = No
         if step == 0:
             atomic_save(method.base_state(), run_dir / "checkpoints" / BASE_CKPT)
         _save(method, ckpt, {"step": step, "rows": rows, "sizes": sizes, "fit_seconds": fit_seconds})
-        stop = method.stops_after()
-        if stop is not None and step >= stop:
+        stops = [s for s in (method.stops_after(), last_step) if s is not None]
+        if stops and step >= min(stops):
             return run_dir
     if result is None:  # resumed after the last step: re-score the final model
         result = evaluate(method, dm, scenario, scenario.num_steps - 1)
-    _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds, base_from)
+    _report(cfg, method, dm, scenario, run_dir, rows, sizes, result, fit_seconds, base_from, base_fold)
     return run_dir
 
 
@@ -158,7 +160,7 @@ def _final_predictions(cfg, dm, scenario: Scenario, run_dir: Path, result: dict)
 
 
 def _report(cfg, method: ScenarioMethod, dm, scenario, run_dir, rows, sizes, result, fit_seconds,
-            base_from=None) -> None:
+            base_from=None, base_fold=None) -> None:
     label = method.row_label()
     names = [", ".join(scenario.classes[c] for c in scenario.new_classes(s)) for s in range(scenario.num_steps)]
     names[0] = f"base ({scenario.step_sizes[0]})"
@@ -191,7 +193,7 @@ def _report(cfg, method: ScenarioMethod, dm, scenario, run_dir, rows, sizes, res
             "cl/forgetting = Chaudhry et al. 2018: mean over old tasks of (best earlier accuracy - final accuracy); "
             "cl/forgetting_first = Avalanche: mean of (accuracy right after learning - final accuracy)",
         "cl": metrics, "final": final | intervals, **sections, "fit_seconds": round(fit_seconds, 1), **facts,
-        "base_from": str(base_from) if base_from else None,
+        "base_from": str(base_from) if base_from else None, **({"base_fold": base_fold} if base_fold else {}),
     }
     (run_dir / "metrics.json").write_text(json.dumps(summary, indent=2))
     row = {"run_id": run_dir.name, "suite": cfg.suite or "", "name": cfg.run_name or label,
@@ -211,16 +213,41 @@ def _report(cfg, method: ScenarioMethod, dm, scenario, run_dir, rows, sizes, res
         finish_wandb(loggers)
 
 
+def best_base_fold(cfg: DictConfig) -> tuple[DictConfig, Path, dict]:
+    """Step 0 on every subject fold (the first seed, each run stopped after step 0), then the fold whose base model
+    scores best on its held-out fold: (``cfg`` on that fold, its ``base.ckpt``, the record of the choice)."""
+    accuracies, run_dirs = [], []
+    name = f"{cfg.run_name or f'{cfg.method.name}-{cfg.data.name}'}-base"  # apart from the continued runs' folders
+    for fold in range(cfg.data.folds):
+        fold_cfg = cfg.copy()
+        fold_cfg.data.fold, fold_cfg.seed, fold_cfg.run_name = fold, int(cfg.seeds[0]), name
+        run_dir = run(fold_cfg, last_step=0)
+        state = read_checkpoint(run_dir / "checkpoints" / SCENARIO_CKPT, run_dir)
+        accuracies.append(float(state["rows"][0][0]))
+        run_dirs.append(run_dir)
+    best = int(np.argmax(accuracies))
+    chosen = cfg.copy()
+    chosen.data.fold = best
+    record = {"selected": best, "base_acc": accuracies, "base_runs": [d.name for d in run_dirs],
+              "rule": "argmax over folds of the base model's accuracy on its held-out fold (selection = test)"}
+    return chosen, run_dirs[best] / "checkpoints" / BASE_CKPT, record
+
+
 def bench(cfg: DictConfig, resume: Path | None = None) -> list[Path]:
     """Every seed in ``cfg.seeds``; with ``resume``, finish that one run. With the method's ``shares_base``,
-    later seeds start from the first seed's base model."""
+    later seeds start from the first seed's base model; with its ``selects_base_fold`` (and subject folds), every
+    seed continues on the best base fold from that fold's base model."""
     if resume is not None:
         return [run(cfg, resume)]
+    shared, base_fold = None, None
+    if method_class(cfg).selects_base_fold(cfg):
+        cfg, shared, base_fold = best_base_fold(cfg)
     shares_base = method_class(cfg).shares_base(cfg)
     run_dirs: list[Path] = []
     for seed in cfg.seeds:
         seed_cfg = cfg.copy()
         seed_cfg.seed = int(seed)
-        shared = run_dirs[0] / "checkpoints" / BASE_CKPT if shares_base and run_dirs else None
-        run_dirs.append(run(seed_cfg, base_from=shared))
+        if shared is None and shares_base and run_dirs:
+            shared = run_dirs[0] / "checkpoints" / BASE_CKPT
+        run_dirs.append(run(seed_cfg, base_from=shared, base_fold=base_fold))
     return run_dirs

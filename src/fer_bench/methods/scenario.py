@@ -78,6 +78,12 @@ class ScenarioMethod(FERMethod):
         training step 0 again."""
         return False
 
+    @classmethod
+    def selects_base_fold(cls, cfg) -> bool:
+        """Whether a bench on subject folds (``data.folds``) trains step 0 on every fold and continues, every seed, on
+        the fold whose base model scores best on its held-out fold (the later seeds start from that base model)."""
+        return False
+
     # steps ----------------------------------------------------------------------------------------------------
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits over the classes seen so far (B × seen): what the test of every step scores."""

@@ -80,6 +80,9 @@ class ContinualConfig:
     base_freeze_bn: bool = False
     base_min_delta: float = 0.0
     share_base: bool = False  # one base model for every class order of a bench (the first order's), as complex-FER
+    # with data.folds: `best` trains the base on every subject fold and continues (every class order) on the fold whose
+    # base scores best on its held-out fold, as complex-FER's `--phase all`; `given`: the fold of data.fold
+    base_fold: str = choice("given", "best")
     step_trainable: list[str] | None = None
     freeze_bn: bool = True
     step_lr: float = 1.0e-5

@@ -148,6 +148,10 @@ class Continual(ScenarioMethod):
     def shares_base(cls, cfg) -> bool:
         return bool(cfg.method.share_base)
 
+    @classmethod
+    def selects_base_fold(cls, cfg) -> bool:
+        return cfg.method.base_fold == "best" and cfg.data.folds is not None
+
     def step_data(self, dm: FERDataModule, scenario: Scenario, step: int) -> StepData:
         return steps.step_data(self, dm, scenario, step)
 
