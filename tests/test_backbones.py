@@ -59,7 +59,7 @@ def test_every_family_builds_through_the_factory_without_downloading(name, optio
 def test_local_families_have_no_hub_weights_one_shape_and_their_own_options(name):
     trunk = name == "ir50"
     with pytest.raises(ValueError, match=f"backbone '{name}' has no hub weights"):
-        backbones.create(name, pretrained=True, features_only=trunk)
+        backbones.create(name, pretrained=True, features_only=trunk)  # refused before any hub access
     with pytest.raises(ValueError, match=f"'{name}' is a .* only"):
         backbones.create(name, features_only=not trunk)
     with pytest.raises(ValueError, match=f"backbone '{name}' does not take global_pool"):

@@ -111,7 +111,7 @@ def test_class_centres_move_by_eq_4_of_wen_et_al(plugin):
     assert [name for name, _ in doubled.named_buffers()] == ["centres"] and not list(doubled.parameters())
 
 
-def test_a_plugin_may_not_take_a_built_in_key(tmp_path):
+def test_a_plugin_may_not_take_a_built_in_key(tmp_path, capsys):
     (tmp_path / "impostor.py").write_text(
         "from dataclasses import dataclass\n"
         "from fer_bench.methods.spec import MethodSpec\n\n\n"
@@ -122,6 +122,9 @@ def test_a_plugin_may_not_take_a_built_in_key(tmp_path):
         with pytest.raises(ValueError, match=r"two methods register the key 'baseline': "
                                              r"fer_bench\.methods\.baseline\.module:Baseline and impostor:Module"):
             registry()
+        registry.cache_clear()
+        assert cli.main(["bench", "method=baseline"]) == 2  # the CLI names the clash instead of a traceback
+        assert "fer-bench: error: two methods register the key 'baseline'" in capsys.readouterr().err
     assert spec_of("baseline").module == "fer_bench.methods.baseline.module:Baseline"
 
 

@@ -176,3 +176,13 @@ def test_loops_refuse_the_other_kind_of_method(tmp_path):
     with pytest.raises(TypeError, match="'baseline' is not a scenario method"):
         loop.scenario_of(baseline)
     assert not (tmp_path / "runs").exists()
+
+
+def test_a_scenario_method_without_a_required_hook_cannot_be_built():
+    class NoFitPlan(ToyScenario):
+        fit_plan = ScenarioMethod.fit_plan  # the abstract declaration again: the hook is missing
+
+    cfg = build_config(TINY)
+    with pytest.raises(TypeError, match="fit_plan"):
+        NoFitPlan(cfg, [f"c{i}" for i in range(8)], base_classes=6)
+    assert ScenarioMethod.__abstractmethods__ == {"scenario_of", "logits", "begin_step", "step_data", "fit_plan"}

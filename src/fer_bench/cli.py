@@ -373,12 +373,12 @@ def verbs() -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    known = verbs()
-    if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in known:
-        print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help", "help") else sys.stdout)
-        return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
-    quiet_lightning()
     try:
+        known = verbs()  # a broken plugin (its import, its key) is an error message, not a traceback
+        if not argv or argv[0] in ("-h", "--help", "help") or argv[0] not in known:
+            print(USAGE, file=sys.stderr if argv and argv[0] not in ("-h", "--help", "help") else sys.stdout)
+            return 0 if not argv or argv[0] in ("-h", "--help", "help") else 2
+        quiet_lightning()
         status = known[argv[0]](argv[1:])
     except (ConfigError, ValueError, FileNotFoundError) as e:  # DataError is a ValueError
         if os.environ.get("FER_BENCH_DEBUG"):

@@ -92,7 +92,6 @@ def run(cfg: DictConfig, resume: Path | None = None, base_from: Path | None = No
     """Run (or resume) one seed's scenario; returns the run directory. ``base_from``: a ``base.ckpt`` whose
     base model replaces step 0's training (the method's ``shares_base``); ``last_step``: stop after that step (a
     resumable partial run); ``base_fold``: how the base model's fold was chosen, recorded in ``metrics.json``."""
-    spec_of(cfg.method.name).check_config(cfg)
     scenario = scenario_of(cfg)  # refuses a bad config before the run directory exists
     run_dir = resume or new_run_dir(cfg)
     ckpt = run_dir / "checkpoints" / SCENARIO_CKPT

@@ -40,7 +40,7 @@ def _plugins() -> list[MethodSpec]:
     for entry in entry_points(group=ENTRY_POINT_GROUP):
         spec = load_reference(entry.value)
         if not isinstance(spec, MethodSpec):
-            raise TypeError(f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP}) is not a MethodSpec")
+            raise ValueError(f"entry point {entry.name} = {entry.value} ({ENTRY_POINT_GROUP}) is not a MethodSpec")
         specs.append(spec)
     return specs
 

@@ -24,6 +24,7 @@ and after the last step ``method.after_scenario(run_dir, scenario, fit)`` adds r
 
 from __future__ import annotations
 
+from abc import ABCMeta, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,8 @@ class FitStage:
     """One ``Trainer.fit`` of a step: its log folder ``logs/<name>``, ``epochs`` (the trainer's max_epochs), the
     validation metric whose best epoch is restored afterwards (``monitor``; minimised when it ends in ``loss``; a new
     best must improve by more than ``min_delta``, as Keras' restore_best_weights), early stopping (``patience`` epochs
-    without an improvement of ``min_delta``; 0 = off), and ``prepare``, called
-    just before this stage's fit (e.g. unfreeze more layers for a second stage)."""
+    without an improvement of ``min_delta``; 0 = off), and ``prepare``, called just before this stage's fit (e.g.
+    unfreeze more layers for a second stage)."""
 
     name: str
     epochs: int
@@ -57,20 +58,20 @@ class FitStage:
 StageFit = Callable[["ScenarioMethod", FERDataModule, FitStage], None]
 
 
-class ScenarioMethod(FERMethod):
+class ScenarioMethod(FERMethod, metaclass=ABCMeta):
     """A method trained as a scenario of steps by the engine's scenario loop (see the module docstring).
 
     It is built as ``Class(cfg, class_names, base_classes=n)``: ``class_names`` are every class of the scenario in
-    its order, ``n`` the number of classes of step 0 (the head grows with ``begin_step``). Required hooks raise
-    ``NotImplementedError``; the others have a default that does nothing.
+    its order, ``n`` the number of classes of step 0 (the head grows with ``begin_step``). The required hooks are
+    abstract (a subclass without one cannot be built); the others have a default.
     """
 
     # building -------------------------------------------------------------------------------------------------
     @classmethod
+    @abstractmethod
     def scenario_of(cls, cfg) -> Scenario:
         """The scenario of this run (its classes in order and the classes each step adds), from ``cfg``; also the
         place to refuse a bad config before any run directory exists."""
-        raise NotImplementedError
 
     @classmethod
     def shares_base(cls, cfg) -> bool:
@@ -85,21 +86,21 @@ class ScenarioMethod(FERMethod):
         return False
 
     # steps ----------------------------------------------------------------------------------------------------
+    @abstractmethod
     def logits(self, images: torch.Tensor) -> torch.Tensor:
         """Logits over the classes seen so far (B × seen): what the test of every step scores."""
-        raise NotImplementedError
 
+    @abstractmethod
     def begin_step(self, step: int, new_classes: int) -> None:
         """Enter ``step``, which adds ``new_classes`` classes (step 0: the base classes)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def step_data(self, dm: FERDataModule, scenario: Scenario, step: int) -> StepData:
         """The training images of ``step`` and how they are drawn (set as ``dm.step`` before fitting)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def fit_plan(self, step: int) -> list[FitStage]:
         """The fits of ``step``, in order (an empty list: nothing to train)."""
-        raise NotImplementedError
 
     def after_step(self, dm: FERDataModule, scenario: Scenario, step: int) -> None:
         """After the fits of ``step`` and before its test (e.g. update a replay memory)."""

@@ -167,37 +167,18 @@ def inference_parameter_count(net: QCSNet) -> int:
 def build_qcs_net(
     num_classes: int,
     trunk: str = "ir50",
-    dim: int = 768,
-    heads: int = 8,
-    base_depth: int = 2,
-    cross_depth: int = 1,
-    cross_dropout: float = 0.0,
-    csa_variant: str = "sd",
-    csa_scope: str = "batch",
-    branches: int = 4,
-    image_size: int = 224,
     trunk_weights: str | Path | None = None,
     pretrained: bool = False,
     trunk_out_indices: Sequence[int] = (1, 2, 3),
+    **net_options,
 ) -> QCSNet:
     """Build a QCSNet on a multi-scale trunk from ``models.backbones``: ``trunk="ir50"`` = IR-50 stages 1-3
     (weights only from the local ``trunk_weights``); any other name is a timm model at ``trunk_out_indices``
-    (``pretrained`` from timm's hub, or local ``trunk_weights`` loaded strictly).
+    (``pretrained`` from timm's hub, or local ``trunk_weights`` loaded strictly). ``net_options``: the keyword
+    arguments of :class:`QCSNet` (dim, heads, depths, CSA variant and scope, branches, image size).
     """
     if len(trunk_out_indices) != 3:
         raise ValueError(f"QCS needs exactly 3 feature scales, got out_indices={tuple(trunk_out_indices)}")
     backbone, _ = backbones.create(trunk, pretrained, trunk_weights, features_only=True,
                                    out_indices=trunk_out_indices)
-    return QCSNet(
-        backbone,
-        num_classes,
-        dim=dim,
-        heads=heads,
-        base_depth=base_depth,
-        cross_depth=cross_depth,
-        cross_dropout=cross_dropout,
-        csa_variant=csa_variant,
-        csa_scope=csa_scope,
-        branches=branches,
-        image_size=image_size,
-    )
+    return QCSNet(backbone, num_classes, **net_options)
